@@ -1,0 +1,3 @@
+"""ultrassl: self-supervised representation learning on ultrasound and natural video."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,159 @@
+"""One entry point to read clips from any supported file: :func:`probe_clip`, :func:`read_clip`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ultrassl.errors import (
+    ClipReadError,
+    CorruptFileError,
+    EmptyClipError,
+    FileAccessError,
+    FrameCountMismatchError,
+    FrameIndexError,
+    UnsupportedFormatError,
+)
+from ultrassl.io.base import ClipReader
+from ultrassl.io.types import Clip, ClipInfo
+
+
+def _readers() -> list[ClipReader]:
+    # Imported here so that importing ultrassl.io stays cheap (av, SimpleITK, pydicom load lazily).
+    from ultrassl.io.dicom import DicomReader
+    from ultrassl.io.frames import FrameFolderReader
+    from ultrassl.io.itk import ItkReader
+    from ultrassl.io.video import VideoReader
+
+    return [DicomReader(), ItkReader(), VideoReader(), FrameFolderReader()]
+
+
+_READERS: list[ClipReader] | None = None
+
+
+def readers() -> list[ClipReader]:
+    """All registered readers, in the order they are tried."""
+    global _READERS
+    if _READERS is None:
+        _READERS = _readers()
+    return _READERS
+
+
+def get_reader(path: str | os.PathLike, format: str | None = None) -> ClipReader:
+    """The reader for ``path``: by name when ``format`` is given, else by suffix or magic bytes."""
+    path = Path(path)
+    if format is not None:
+        for reader in readers():
+            if reader.name == format:
+                return reader
+        raise UnsupportedFormatError(f"unknown format {format!r}", str(path))
+    if not path.exists():
+        raise FileAccessError("no such file or folder", str(path))
+    if not os.access(path, os.R_OK):
+        raise FileAccessError("permission denied", str(path))
+    for reader in readers():
+        if reader.can_read(path):
+            return reader
+    raise UnsupportedFormatError(
+        f"unsupported file type {path.suffix or '(no suffix)'!r}; "
+        "expected DICOM, .mha/.mhd/.nii/.nii.gz/.nrrd, .mp4/.avi/.mov/.mkv or a folder of frames",
+        str(path),
+    )
+
+
+def _typed(exc: BaseException, path: Path) -> ClipReadError:
+    """A foreign decoder exception as a typed error naming the file."""
+    if isinstance(exc, ClipReadError):
+        if exc.path is None:
+            return type(exc)(exc.cause, str(path))
+        return exc
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return FileAccessError(f"{type(exc).__name__}: {exc}", str(path))
+    if isinstance(exc, MemoryError):
+        return CorruptFileError("decoding ran out of memory (implausible header?)", str(path))
+    return CorruptFileError(f"{type(exc).__name__}: {exc}", str(path))
+
+
+def probe_clip(path: str | os.PathLike, format: str | None = None) -> ClipInfo:
+    """Header facts of a file, without decoding every frame.
+
+    Raises:
+        ClipReadError: a subclass naming the file and the cause.
+    """
+    path = Path(path)
+    reader = get_reader(path, format)
+    try:
+        info = reader.probe(path)
+    except Exception as exc:  # noqa: BLE001 - every decoder failure becomes a typed error
+        raise _typed(exc, path) from exc
+    if info.n_frames < 1:
+        raise EmptyClipError("the file holds no frames", str(path))
+    return info
+
+
+def read_clip(
+    path: str | os.PathLike,
+    frame_indices: Sequence[int] | np.ndarray | None = None,
+    *,
+    with_audio: bool = False,
+    expected_n_frames: int | None = None,
+    info: ClipInfo | None = None,
+    format: str | None = None,
+) -> Clip:
+    """Read frames of a clip by index.
+
+    Args:
+        path: a DICOM file, a SimpleITK image (.mha/.mhd/.nii/.nii.gz/.nrrd), a video file
+            or a folder of frame images.
+        frame_indices: indices of the frames wanted, in the order wanted (repeats allowed);
+            ``None`` reads every frame.
+        with_audio: also return the audio track over the frames' time span (video files).
+        expected_n_frames: the frame count the caller believes the file holds (e.g. from the
+            manifest); a different count raises :class:`FrameCountMismatchError`.
+        info: a :class:`ClipInfo` from an earlier :func:`probe_clip`, to skip the probe.
+        format: reader name, to skip detection.
+
+    Returns:
+        a :class:`Clip` whose ``frames`` is uint8 (T, H, W, C).
+
+    Raises:
+        ClipReadError: a subclass naming the file and the cause; never a short clip.
+    """
+    path = Path(path)
+    if info is None:
+        info = probe_clip(path, format)
+    reader = get_reader(path, info.format)
+    if expected_n_frames is not None and int(expected_n_frames) != info.n_frames:
+        raise FrameCountMismatchError(
+            f"expected {int(expected_n_frames)} frames, the file holds {info.n_frames}", str(path)
+        )
+    if frame_indices is None:
+        indices = np.arange(info.n_frames, dtype=np.int64)
+    else:
+        indices = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+        if indices.size == 0:
+            raise FrameIndexError("no frame indices were asked for", str(path))
+        bad = indices[(indices < 0) | (indices >= info.n_frames)]
+        if bad.size:
+            raise FrameIndexError(
+                f"frame index {int(bad[0])} outside the clip's {info.n_frames} frames", str(path)
+            )
+    try:
+        clip = reader.read(path, indices, info, with_audio=with_audio)
+    except Exception as exc:  # noqa: BLE001 - every decoder failure becomes a typed error
+        raise _typed(exc, path) from exc
+    frames = clip.frames
+    if frames.ndim != 4 or frames.dtype != np.uint8 or frames.shape[-1] not in (1, 3):
+        raise CorruptFileError(
+            f"decoded frames have shape {frames.shape} and dtype {frames.dtype}, "
+            "expected uint8 (T, H, W, 1|3)",
+            str(path),
+        )
+    if frames.shape[0] != indices.size:
+        raise CorruptFileError(
+            f"asked for {indices.size} frames, only {frames.shape[0]} could be decoded", str(path)
+        )
+    return clip
