@@ -600,8 +600,13 @@ def _decode_frames(
     if plugin:
         try:
             return frames(plugin)
-        except Exception:  # noqa: BLE001 - fall back to pydicom's default plugin order
-            pass
+        except Exception as exc:  # noqa: BLE001 - fall back to pydicom's default plugin order
+            # pylibjpeg's libjpeg decodes a truncated codestream without complaint into a
+            # damaged frame; Pillow notices, so its verdict on truncation is final.
+            if "truncated" in str(exc).lower():
+                raise CorruptFileError(
+                    f"the JPEG data of a frame is truncated ({_short(exc)})"
+                ) from exc
     return frames("")
 
 
