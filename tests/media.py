@@ -19,8 +19,8 @@ def index_frame(index: int, height: int = 48, width: int = 64) -> np.ndarray:
 
     The frame is cut into :data:`INDEX_BITS` vertical bars; bar ``b`` is white when bit ``b``
     of ``index`` is set and black otherwise. Bars are wide enough to survive lossy video
-    coding; the red channel carries a ramp so that a swap of R and B shows. Read the index
-    back with :func:`decode_frame_index`.
+    coding. A strip along the top is red on the left half and blue on the right half, so that
+    a swap of R and B shows. Read the index back with :func:`decode_frame_index`.
     """
     if not 0 <= index < 2**INDEX_BITS:
         raise ValueError(f"index {index} does not fit in {INDEX_BITS} bits")
