@@ -1,0 +1,144 @@
+"""``ultrassl data ...``: index folders into manifests and generate the simulated data sets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ultrassl.errors import UltrasslError
+
+
+class UsageError(Exception):
+    """Bad command-line arguments."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage block: see main()
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=1, help="processes reading files in parallel (default 1)")
+    parser.add_argument(
+        "--no-validate", dest="validate", action="store_false",
+        help="read headers only; do not decode frames to catch truncated files",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ultrassl data", description=__doc__)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    index = commands.add_parser(
+        "index",
+        help="index a folder of clips into a manifest CSV",
+        description=(
+            "Walk ROOT, read every clip's header, decode a few frames of each, and write a manifest "
+            "(one row per clip, status ok or refused) plus '<manifest stem>.refused.csv' beside it."
+        ),
+    )
+    index.add_argument("root", type=Path, metavar="ROOT", help="folder to index")
+    index.add_argument("-o", "--output", type=Path, required=True, help="manifest CSV to write")
+    index.add_argument(
+        "--annotations", type=Path,
+        help="CSV with a 'path' column (relative to ROOT) and columns to merge (label, split, subject, ...)",
+    )
+    index.add_argument(
+        "--layout", choices=("ucf101", "hmdb51"),
+        help="take labels and splits from the official split files in --split-dir (labels 0-based)",
+    )
+    index.add_argument("--split-dir", type=Path, help="folder of the official split files (with --layout)")
+    index.add_argument("--fold", type=int, default=1, choices=(1, 2, 3), help="official split fold (default 1)")
+    _add_index_arguments(index)
+
+    synth = commands.add_parser(
+        "synth",
+        help="generate a simulated data set and index it into OUT/manifest.csv",
+        description=(
+            "fetal-sweep: simulated fetal-ultrasound sweeps with plane labels and gaze fixations; "
+            "motion: small natural-video-like action clips in the UCF101 layout with split files."
+        ),
+    )
+    synth.add_argument("out", type=Path, metavar="OUT", help="output folder")
+    synth.add_argument("--kind", required=True, choices=("fetal-sweep", "motion"))
+    synth.add_argument("--n", type=int, help="sweeps (fetal-sweep) or clips per class (motion)")
+    synth.add_argument("--frames", type=int, help="frames per clip")
+    synth.add_argument("--seed", type=int, help="random seed")
+    _add_index_arguments(synth)
+    return parser
+
+
+def _index(args, root: Path, manifest_path: Path, annotations=None, match: str = "path") -> int:
+    from data_tools.index import index_folder, summary, write_index
+
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    manifest = index_folder(
+        root, annotations=annotations, match=match, workers=args.workers,
+        validate=args.validate, progress=not args.quiet,
+    )
+    manifest_path, refused = write_index(manifest, manifest_path)
+    if not args.quiet:
+        print(summary(manifest))
+        print(f"manifest: {manifest_path}")
+        print(f"refused:  {refused}")
+    return 0
+
+
+def _run_index(args) -> int:
+    from ultrassl.data.splits import hmdb51_annotations, ucf101_annotations
+
+    if not args.root.exists():
+        raise UsageError(f"ROOT {str(args.root)!r} does not exist")
+    if args.layout is not None:
+        if args.annotations is not None:
+            raise UsageError("give either --annotations or --layout, not both")
+        if args.split_dir is None:
+            raise UsageError(f"--layout {args.layout} needs --split-dir")
+        parse = ucf101_annotations if args.layout == "ucf101" else hmdb51_annotations
+        return _index(args, args.root, args.output, parse(args.split_dir, args.fold), match="stem")
+    if args.split_dir is not None:
+        raise UsageError("--split-dir is only used with --layout")
+    return _index(args, args.root, args.output, args.annotations)
+
+
+def _run_synth(args) -> int:
+    import ultrassl.synth as synth
+
+    from ultrassl.data.splits import ucf101_annotations
+
+    options = {"n_frames": args.frames, "seed": args.seed}
+    out = args.out
+    if args.kind == "fetal-sweep":
+        options["n_sweeps"] = args.n
+        synth.synthesize_fetal_sweeps(out, **{k: v for k, v in options.items() if v is not None})
+        return _index(args, out, out / "manifest.csv", out / "annotations.csv")
+    options["n_per_class"] = args.n
+    synth.synthesize_motion(out, **{k: v for k, v in options.items() if v is not None})
+    return _index(args, out, out / "manifest.csv", ucf101_annotations(out / "splits", 1), match="stem")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``ultrassl data`` with ``argv`` (without the leading ``data``); returns the exit code.
+
+    Bad input (a missing folder, a malformed manifest or split file, bad arguments) prints one
+    line ``error: <message>`` on stderr and returns 2.
+    """
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "index":
+            return _run_index(args)
+        return _run_synth(args)
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    except (UsageError, UltrasslError, OSError, ValueError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
