@@ -1,0 +1,1 @@
+"""The training engine: the Lightning module every objective builds on."""

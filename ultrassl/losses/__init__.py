@@ -1,0 +1,1 @@
+"""Losses of the self-supervised objectives, one small module per loss."""

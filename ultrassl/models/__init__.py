@@ -1,0 +1,1 @@
+"""Networks: the backbone registry (:mod:`ultrassl.models.backbones`) and shared heads."""

@@ -1,0 +1,1 @@
+"""Self-supervised objectives, each a thin subclass of :class:`ultrassl.engine.base.PretrainModule`."""
