@@ -447,3 +447,45 @@ class ToFloatClip(Transform):
                 f"ToFloatClip expects uint8 frames (T, H, W, C), got {tuple(frames.shape)} {frames.dtype}"
             )
         return frames.permute(3, 0, 1, 2).to(torch.float32).div_(255.0).contiguous()
+
+
+class ToChannelsClip(Transform):
+    """Give a clip ``(C, T, H, W)`` the channel count a model takes.
+
+    RGB to grayscale (3 -> 1) uses ITU-R BT.601 luma (:func:`grayscale`); grayscale to RGB
+    (1 -> 3) repeats the channel; an equal count passes unchanged. Data sets that mix
+    grayscale DICOM and colour video go through this before anything else sees the clip.
+
+    Args:
+        channels: 1 or 3.
+    """
+
+    def __init__(self, channels: int):
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+        self.channels = int(channels)
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        check_clip(clip, type(self).__name__)
+        have = clip.shape[0]
+        if have == self.channels:
+            return clip
+        if have == 3 and self.channels == 1:
+            return grayscale(clip)
+        if have == 1 and self.channels == 3:
+            return clip.expand(3, *clip.shape[1:]).contiguous()
+        raise ValueError(f"ToChannelsClip converts between 1 and 3 channels, got a clip of {have} channels")
+
+
+class ToChannelsClipd(MapTransform):
+    """Dictionary twin of :class:`ToChannelsClip` (give it image keys, not masks)."""
+
+    def __init__(self, keys: KeysCollection, channels: int, allow_missing_keys: bool = False):
+        super().__init__(keys, allow_missing_keys)
+        self.convert = ToChannelsClip(channels)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.convert(d[key])
+        return d
