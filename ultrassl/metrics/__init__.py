@@ -1,0 +1,2 @@
+"""Evaluation metrics: saliency (:mod:`ultrassl.metrics.saliency`) and classification and
+retrieval (:mod:`ultrassl.metrics.classification`)."""
