@@ -1,0 +1,115 @@
+"""VTDL, video temporal discriminative learning (Wang, Lin, Ma, Yuen 2020): METHODS.md section 3.
+
+Per video, :class:`ultrassl.transforms.temporal.TripletSampler` gives an anchor and a
+positive from the same start (they differ only by their spatial augmentation) and a
+temporal negative from another start of the same video; the data pipeline
+(:class:`ultrassl.pipelines.vtdl.VTDLPipeline`) puts temporal consistent augmentation (TCA)
+on the anchor. The anchor is encoded by the online encoder (query ``q``), the positive by a
+momentum copy (key ``k+``); keys of earlier batches wait in a queue. Logits
+``[q.k+, q.queue, q.n] / tau`` with the temporal negative ``n`` encoded by the online
+encoder (its gradient flows), cross-entropy with the positive as the target.
+
+Ablation ladder (VTDL's table): basic augmentation (BA) is instance discrimination with
+``temporal_discrimination=False`` and the pipeline's ``tca=False``; ``+TD`` sets
+``temporal_discrimination=True``; ``+TCA`` also sets the pipeline's ``tca=True`` (the
+defaults).
+
+Batch layout: clips ``(B, C, T, H, W)`` under ``anchor_key``, ``positive_key`` and (with
+temporal discrimination) ``negative_key``; the sampler's record
+``"{negative_key}_params"["temporal"]["negative_far_enough"]`` masks temporal negatives that
+a short video could not place far enough from the anchor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ultrassl.engine.base import PretrainModule
+from ultrassl.engine.batch import batch_param
+from ultrassl.losses.infonce import InfoNCELoss
+from ultrassl.models.heads import MLPHead, Norm
+from ultrassl.models.momentum import KeyQueue, MomentumEncoder
+
+
+class VTDL(PretrainModule):
+    """Temporal discrimination with a momentum key encoder, a key queue and online temporal negatives.
+
+    Args:
+        temporal_discrimination: add the online-encoded temporal negative as a logit (TD).
+        momentum: EMA momentum of the key encoder (0.999).
+        queue_size: keys kept as negatives (paper: 5000 for UCF101).
+        temperature: InfoNCE tau (0.07).
+        projection_dim: output width of the head (128).
+        head_hidden: width of the hidden head layer.
+        head_layers: Linear layers of the head (2: MoCo v2's MLP head).
+        head_norm: normalisation after the hidden head layers (``"none"`` as in MoCo v2).
+        anchor_key, positive_key, negative_key: batch keys of the three clips.
+        **kwargs: backbone, optimiser and schedule options of :class:`PretrainModule`.
+    """
+
+    def __init__(
+        self,
+        temporal_discrimination: bool = True,
+        momentum: float = 0.999,
+        queue_size: int = 4096,
+        temperature: float = 0.07,
+        projection_dim: int = 128,
+        head_hidden: int = 512,
+        head_layers: int = 2,
+        head_norm: Norm = "none",
+        anchor_key: str = "anchor",
+        positive_key: str = "positive",
+        negative_key: str = "negative",
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
+        self.temporal_discrimination = temporal_discrimination
+        self.momentum = momentum
+        self.anchor_key, self.positive_key, self.negative_key = anchor_key, positive_key, negative_key
+        self.projector = MLPHead(
+            self.backbone.num_features, head_hidden, projection_dim, num_layers=head_layers, norm=head_norm
+        )
+        self.key_encoder = MomentumEncoder(self._online())
+        self.queue = KeyQueue(projection_dim, queue_size)
+        self.criterion = InfoNCELoss(temperature)
+
+    def _online(self) -> nn.Module:
+        # a view of the online encoder + head, laid out like the momentum copy (not registered)
+        return nn.Sequential(self.backbone, self.projector)
+
+    def project(self, clips: torch.Tensor) -> torch.Tensor:
+        """Online embeddings ``(B, projection_dim)``, L2-normalised, of clips ``(B, C, T, H, W)``."""
+        return F.normalize(self.projector(self.encode(clips)), dim=1)
+
+    def objective_step(self, batch: Mapping[str, Any], stage: str) -> dict[str, torch.Tensor]:
+        anchor = batch[self.anchor_key]
+        training = stage == "train"
+        if training:
+            self.key_encoder.update(self._online(), self.momentum)
+
+        if self.temporal_discrimination:
+            negative_clips = batch[self.negative_key]
+            query, negative = self.project(torch.cat([anchor, negative_clips])).chunk(2)
+            far_enough = batch_param(batch, self.negative_key, "temporal", "negative_far_enough")
+            far_enough = far_enough.to(device=query.device, dtype=torch.bool)
+        else:
+            query, negative, far_enough = self.project(anchor), None, None
+        key = F.normalize(self.key_encoder(batch[self.positive_key]), dim=1)
+
+        logits = self.criterion.logits(query, key, self.queue.keys(), negative, far_enough)
+        loss = F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
+        outputs = {"loss": loss, "contrastive_acc": (logits.detach().argmax(dim=1) == 0).float().mean()}
+        if negative is not None:
+            # how often the positive beats the temporal negative alone (valid negatives only)
+            beats = (logits.detach()[:, 0] > logits.detach()[:, -1]) & far_enough
+            outputs["temporal_acc"] = beats.sum() / far_enough.sum().clamp(min=1)
+        if training:
+            self.queue.enqueue(key)
+        return outputs
