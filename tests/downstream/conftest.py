@@ -1,0 +1,32 @@
+"""Fixtures of the downstream tests (helpers in :mod:`tests.downstream.helpers`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.downstream.helpers import SONONET, TINY3D, write_pretrain_checkpoint
+from tests.sweeps import make_fetal_manifest
+
+
+@pytest.fixture(scope="session")
+def checkpoint_factory(tmp_path_factory):
+    """``make(objective, backbone="tiny3d"|"sononet16") -> Path``, cached per session."""
+    root = tmp_path_factory.mktemp("pretrain_checkpoints")
+    made: dict[tuple[str, str], Path] = {}
+
+    def make(objective: str = "order_geometry", backbone: str = "tiny3d") -> Path:
+        key = (objective, backbone)
+        if key not in made:
+            made[key] = write_pretrain_checkpoint(root / f"{objective}_{backbone}.ckpt", objective,
+                                                  TINY3D if backbone == "tiny3d" else SONONET)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def fetal_manifest(tmp_path_factory):
+    """Manifest of 4 simulated sweeps (24 frames of 48 x 64; 1-channel DICOM and 3-channel mp4)."""
+    return make_fetal_manifest(tmp_path_factory.mktemp("fetal_sweeps"))

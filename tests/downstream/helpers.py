@@ -1,0 +1,129 @@
+"""Helpers of the downstream tests: pretraining checkpoints of every objective written by a
+tiny Trainer fit, and small task batches.
+
+Each objective trains two steps on hand-built batches whose records come from the real
+samplers and transforms; the checkpoint is saved by the Trainer, as a run would save it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from monai.transforms import Compose
+from torch.utils.data import DataLoader, default_collate
+
+from ultrassl.transforms.pretext import RandPermuteFramesd
+from ultrassl.transforms.spatial import RandAffineClipd, RandFlipClipd, RandResizedCropClipd
+from ultrassl.transforms.temporal import PairSampler, SampleFramesd
+
+SIZE = 32
+TINY3D = {"backbone": "tiny3d", "backbone_kwargs": {"channels": [4, 8, 8]}}
+SONONET = {"backbone": "sononet16"}
+
+
+def _clip(generator: torch.Generator, channels: int = 1, frames: int = 4) -> torch.Tensor:
+    return torch.rand(channels, frames, SIZE, SIZE, generator=generator)
+
+
+def order_geometry_samples(n: int, seed: int) -> list[dict]:
+    generator = torch.Generator().manual_seed(seed)
+    shuffle = RandPermuteFramesd("order_clip", num_frames=4).set_random_state(seed)
+    affine = RandAffineClipd("geometry_clip", rotate_range_deg=30).set_random_state(seed + 1)
+    samples = []
+    for _ in range(n):
+        clip = _clip(generator)
+        samples.append(affine(shuffle({"order_clip": clip, "geometry_clip": clip})))
+    return samples
+
+
+def pair_samples(n: int, seed: int) -> list[dict]:
+    views = ("view1", "view2")
+    chain = Compose([SampleFramesd(PairSampler(4, 2), views),
+                     *[RandResizedCropClipd(v, SIZE) for v in views], *[RandFlipClipd(v) for v in views]])
+    chain.set_random_state(seed)
+    generator = torch.Generator().manual_seed(seed)
+    return [chain({"n_frames": 60, "fps": 25.0, "view1": _clip(generator), "view2": _clip(generator)}) for _ in range(n)]
+
+
+def triplet_samples(n: int, seed: int) -> list[dict]:
+    generator = torch.Generator().manual_seed(seed)
+    return [{"anchor": _clip(generator), "positive": _clip(generator), "negative": _clip(generator),
+             "negative_params": {"temporal": {"negative_far_enough": True}}} for _ in range(n)]
+
+
+def _order_geometry(**backbone):
+    from ultrassl.objectives.order_geometry import OrderGeometry
+
+    return OrderGeometry(head_hidden=16, **backbone), order_geometry_samples
+
+
+def _cvrl(**backbone):
+    from ultrassl.objectives.cvrl import CVRL
+
+    return CVRL(head_hidden=16, projection_dim=8, **backbone), pair_samples
+
+
+def _vtdl(**backbone):
+    from ultrassl.objectives.vtdl import VTDL
+
+    return VTDL(head_hidden=16, projection_dim=8, queue_size=8, **backbone), triplet_samples
+
+
+def _cate(**backbone):
+    from ultrassl.objectives.cate import CATE
+
+    return CATE(head_dim=16, head_heads=2, projection_dim=8, **backbone), pair_samples
+
+
+#: every pretraining objective: name -> builder(**backbone) -> (module, sample maker)
+OBJECTIVES = {"order_geometry": _order_geometry, "cvrl": _cvrl, "vtdl": _vtdl, "cate": _cate}
+
+
+def write_pretrain_checkpoint(path: Path, objective: str = "order_geometry", backbone: dict | None = None,
+                              steps: int = 2, seed: int = 0) -> Path:
+    """Fit ``objective`` for ``steps`` steps on 4-sample batches and save its checkpoint."""
+    torch.manual_seed(seed)
+    module, make_samples = OBJECTIVES[objective](**(backbone or TINY3D))
+    loader = DataLoader(make_samples(4 * steps, seed), batch_size=4, collate_fn=default_collate)
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(module, loader)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(path)
+    return path
+
+
+# ---------------------------------------------------------------------------- task batches
+def plane_batch(n: int = 6, frames: int = 3, classes: int = 4, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    return {"clip": torch.rand(n, 1, frames, SIZE, SIZE, generator=generator),
+            "clip_frame_labels": torch.randint(0, classes, (n, frames), generator=generator)}
+
+
+def saliency_batch(n: int = 4, frames: int = 3, k: int = 3, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    points = torch.tensor(rng.uniform(2, SIZE - 3, size=(n, frames, k, 2)), dtype=torch.float32)
+    valid = torch.tensor(rng.random((n, frames, k)) < 0.7)
+    valid[:, :, 0] = True
+    return {"clip": torch.rand(n, 1, frames, SIZE, SIZE, generator=generator), "clip_fixations": points,
+            "clip_fixations_valid": valid, "path": [f"video{i % 2}" for i in range(n)]}
+
+
+def action_batch(n: int = 6, clips: int | None = None, classes: int = 3, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    shape = (n, 1, 4, SIZE, SIZE) if clips is None else (n, clips, 1, 4, SIZE, SIZE)
+    return {"clip": torch.rand(*shape, generator=generator), "label": torch.arange(n) % classes}
+
+
+def loader_of(batch: dict, repeats: int = 2) -> DataLoader:
+    """A loader yielding ``batch`` ``repeats`` times."""
+    return DataLoader([batch] * repeats, batch_size=None)
+
+
+def quick_trainer(max_steps: int = 2, **options) -> L.Trainer:
+    return L.Trainer(max_steps=max_steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, **options)

@@ -1,0 +1,99 @@
+"""Action recognition: clip classification by a linear probe or a fine-tune, multi-clip
+test-time averaging, and kNN retrieval on the encoder's features.
+
+Training sees one clip per item ``(B, C, T, H, W)``. Evaluation items may hold N clips of
+the video ``(B, N, C, T, H, W)`` (:class:`~ultrassl.pipelines.action.ActionPipeline`'s
+validation chain, evenly spaced clips): the class probabilities (softmax) are averaged over
+the clips, and retrieval features are the clips' pooled features averaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ultrassl.downstream.base import DownstreamModule
+from ultrassl.metrics.classification import ClassificationMetrics
+from ultrassl.models.heads import LinearHead
+
+
+class ActionRecognition(DownstreamModule):
+    """Clip classifier on pooled encoder features.
+
+    Args:
+        num_classes: number of action classes (e.g. 101 for UCF101, 51 for HMDB51).
+        class_names: names in label order (for reports).
+        dropout: dropout before the classifier (fine-tune only).
+        image_key, label_key: batch entries of the clips and the integer labels.
+        **kwargs: encoder, protocol and optimiser options of :class:`DownstreamModule`.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        dropout: float = 0.5,
+        image_key: str = "clip",
+        label_key: str = "label",
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.class_names = [str(c) for c in class_names] if class_names is not None else None
+        self.image_key, self.label_key = image_key, label_key
+        self.dropout = nn.Dropout(dropout) if dropout > 0 and not self.frozen else nn.Identity()
+        self.head = LinearHead(self.num_features, self.num_classes, input_norm=self.frozen)
+        self.val_metrics = ClassificationMetrics(self.num_classes, self.class_names)
+        self._top5 = []
+        self.last_report: dict[str, Any] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, K)`` of clips ``(B, C, T, H, W)``."""
+        return self.head(self.dropout(self.clip_features(x)))
+
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(B, K)``; for ``(B, N, C, T, H, W)`` the mean of the N clips'
+        softmax (multi-clip test-time averaging)."""
+        if x.ndim == 6:
+            b, n = x.shape[:2]
+            return torch.softmax(self(x.flatten(0, 1)), dim=1).reshape(b, n, -1).mean(dim=1)
+        return torch.softmax(self(x), dim=1)
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        x, target = batch[self.image_key], batch[self.label_key].long()
+        if x.ndim == 6:  # several clips per item in training: each is a sample
+            target = target[:, None].expand(-1, x.shape[1]).reshape(-1)
+            x = x.flatten(0, 1)
+        logits = self(x)
+        loss = F.cross_entropy(logits, target, ignore_index=-1)
+        accuracy = (logits.argmax(dim=1) == target).float().mean()
+        self.log_scalars({"loss": loss, "accuracy": accuracy}, "train", len(target))
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        x, target = batch[self.image_key], batch[self.label_key].long()
+        probabilities = self.predict_proba(x)
+        loss = F.nll_loss(torch.log(probabilities.clamp_min(1e-12)), target, ignore_index=-1)
+        self.val_metrics.update(probabilities, target)
+        k = min(5, self.num_classes)
+        labelled = target >= 0
+        self._top5.append((probabilities[labelled].topk(k, dim=1).indices == target[labelled, None]).any(dim=1).cpu())
+        self.log_scalars({"loss": loss}, "val", len(target))
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        report = self.val_metrics.report()
+        self.val_metrics.reset()
+        hits = torch.cat(self._top5) if self._top5 else torch.zeros(0, dtype=torch.bool)
+        self._top5 = []
+        report["top5_accuracy"] = float(hits.float().mean()) if hits.numel() else float("nan")
+        self.last_report = report
+        self.log("val/accuracy", report["accuracy"], sync_dist=False)
+        self.log("val/top5_accuracy", report["top5_accuracy"], sync_dist=False)
+        self.log("val/macro_f1", report["macro_f1"], sync_dist=False)

@@ -1,0 +1,209 @@
+"""The Lightning module every downstream task builds on: a transferred (or fresh) encoder.
+
+:class:`DownstreamModule` takes its encoder from a pretraining checkpoint
+(``init="pretrained"``) or builds the same architecture with fresh weights
+(``init="random"``, the baseline every transfer result stands beside), and trains it under
+one of two protocols:
+
+* ``"linear"``: the encoder is frozen (no gradients, BatchNorm statistics fixed: it stays in
+  eval mode) and only the task head learns: a linear probe for classification, the decoder
+  for saliency;
+* ``"finetune"``: everything learns; the encoder at ``lr * backbone_lr_scale``.
+
+Frame-level tasks (plane detection, saliency) follow one rule for both kinds of backbone
+(:meth:`DownstreamModule.frame_feature_map`): the frame to predict is the centre one,
+position ``T // 2``, of the input clip ``(B, C, T, H, W)``. A frame backbone (SonoNet) sees
+that frame alone (its pipeline gives T = 1); a clip backbone (3D CNN) sees the whole short
+clip around it and its feature map is averaged over time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from functools import partial
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from torch import nn
+
+from ultrassl.downstream.checkpoint import (
+    BackboneSpec,
+    CheckpointError,
+    PretrainedInfo,
+    load_pretrained_backbone,
+    random_init_backbone,
+)
+from ultrassl.engine.base import warmup_cosine_factor
+from ultrassl.models.backbones import Backbone, FrameEncoder
+
+Protocol = Literal["linear", "finetune"]
+Init = Literal["pretrained", "random"]
+
+
+class DownstreamModule(L.LightningModule):
+    """Encoder + task head, trained by a linear probe or a fine-tune.
+
+    Args:
+        checkpoint: pretraining checkpoint whose encoder to transfer (and, with
+            ``init="random"``, whose architecture to rebuild).
+        init: ``"pretrained"`` (load the checkpoint's weights) or ``"random"`` (fresh weights).
+        backbone, backbone_kwargs, in_channels: the architecture when there is no
+            checkpoint (random init only); ignored when a checkpoint is given, except that
+            a ``backbone`` naming another architecture is an error.
+        init_seed: seed of the fresh weights (random init); None: the global generator.
+        protocol: ``"linear"`` (frozen encoder) or ``"finetune"``.
+        lr: learning rate of the head (peak, after warm-up).
+        backbone_lr_scale: the encoder's learning rate relative to ``lr`` (fine-tune).
+        weight_decay: AdamW weight decay of the weights (not of biases and norms).
+        scheduler: ``"cosine"`` (to ``min_lr`` at the end of the run) or ``"constant"``.
+        warmup_steps: linear warm-up in optimiser steps.
+        min_lr: learning rate at the end of the cosine.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | None = None,
+        init: Init = "pretrained",
+        backbone: str | None = None,
+        backbone_kwargs: dict[str, Any] | None = None,
+        in_channels: int | None = None,
+        init_seed: int | None = None,
+        protocol: Protocol = "finetune",
+        lr: float = 1e-3,
+        backbone_lr_scale: float = 0.1,
+        weight_decay: float = 1e-4,
+        scheduler: Literal["cosine", "constant"] = "cosine",
+        warmup_steps: int = 0,
+        min_lr: float = 0.0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if protocol not in ("linear", "finetune"):
+            raise ValueError(f"protocol must be 'linear' or 'finetune', got {protocol!r}")
+        if scheduler not in ("cosine", "constant"):
+            raise ValueError(f"scheduler must be 'cosine' or 'constant', got {scheduler!r}")
+        self.backbone, self.pretrained_info = build_encoder(
+            checkpoint, init, backbone, backbone_kwargs, in_channels, init_seed
+        )
+        spec = self.pretrained_info.spec
+        # Resolved architecture in the hyperparameters: this module's own checkpoints can be
+        # transferred again by load_pretrained_backbone.
+        self.hparams.update(backbone=spec.name, backbone_kwargs=dict(spec.kwargs), in_channels=spec.in_channels)
+        self.frozen = protocol == "linear"
+        if self.frozen:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+
+    # ----------------------------------------------------------------- encoder
+    @property
+    def num_features(self) -> int:
+        return self.backbone.num_features
+
+    @property
+    def frame_wise(self) -> bool:
+        return isinstance(self.backbone, FrameEncoder)
+
+    def train(self, mode: bool = True) -> DownstreamModule:
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()  # a frozen encoder keeps its BatchNorm statistics
+        return self
+
+    def _encoder_context(self):
+        return torch.no_grad() if self.frozen else contextlib.nullcontext()
+
+    def frame_feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The feature map ``(B, F, h, w)`` of the centre frame of clips ``(B, C, T, H, W)``
+        (frames ``(B, C, H, W)`` are clips of one frame); see the module docstring."""
+        if x.ndim == 4:
+            x = x[:, :, None]
+        if x.ndim != 5:
+            raise ValueError(f"expected clips (B, C, T, H, W) or frames (B, C, H, W), got shape {tuple(x.shape)}")
+        with self._encoder_context():
+            if self.frame_wise:
+                return self.backbone.frame_backbone.forward_feature_map(x[:, :, x.shape[2] // 2])
+            return self.backbone.forward_feature_map(x).mean(dim=2)
+
+    def clip_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(B, F)`` of clips ``(B, C, T, H, W)`` (frame backbones: mean over
+        frames); clips ``(B, N, C, T, H, W)`` give the mean over the N clips."""
+        if x.ndim == 6:
+            b, n = x.shape[:2]
+            return self.clip_features(x.flatten(0, 1)).reshape(b, n, -1).mean(dim=1)
+        with self._encoder_context():
+            return self.backbone.forward_features(x)
+
+    # ----------------------------------------------------------------- logging
+    def log_scalars(self, values: dict[str, Any], stage: str, batch_size: int) -> None:
+        """Log scalars as ``"{stage}/{name}"``; the loss on the progress bar."""
+        options = dict(on_step=stage == "train", on_epoch=True, sync_dist=True, batch_size=batch_size)
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "loss", **options)
+
+    # ----------------------------------------------------------------- optimisation
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters outside the encoder."""
+        encoder = {id(p) for p in self.backbone.parameters()}
+        return [p for p in self.parameters() if id(p) not in encoder and p.requires_grad]
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        groups = _decay_groups(self.head_parameters(), hp.lr, hp.weight_decay)
+        if not self.frozen:
+            groups += _decay_groups(
+                [p for p in self.backbone.parameters() if p.requires_grad], hp.lr * hp.backbone_lr_scale, hp.weight_decay
+            )
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.lr)
+        total = self.trainer.estimated_stepping_batches
+        if hp.scheduler == "cosine":
+            if not math.isfinite(total):
+                raise ValueError("the cosine schedule needs a finite run: set trainer max_steps or max_epochs")
+            factor = partial(warmup_cosine_factor, warmup_steps=int(hp.warmup_steps), total_steps=int(total),
+                             min_factor=hp.min_lr / hp.lr if hp.lr > 0 else 0.0)
+        else:
+            factor = partial(warmup_cosine_factor, warmup_steps=int(hp.warmup_steps),
+                             total_steps=int(hp.warmup_steps) + 1, min_factor=1.0)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def build_encoder(
+    checkpoint: str | None,
+    init: Init,
+    backbone: str | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+    in_channels: int | None = None,
+    init_seed: int | None = None,
+) -> tuple[Backbone, PretrainedInfo]:
+    """The encoder of a downstream task (see :class:`DownstreamModule`'s arguments)."""
+    if init not in ("pretrained", "random"):
+        raise ValueError(f"init must be 'pretrained' or 'random', got {init!r}")
+    if checkpoint is not None:
+        encoder, info = load_pretrained_backbone(checkpoint)
+        if backbone is not None and backbone != info.spec.name:
+            raise CheckpointError(
+                f"the config names backbone {backbone!r} but the checkpoint holds {info.spec.name!r}", checkpoint
+            )
+        if init == "random":
+            encoder, random_info = random_init_backbone(info.spec, seed=init_seed)
+            random_info.objective = info.objective
+            return encoder, random_info
+        return encoder, info
+    if init == "pretrained":
+        raise ValueError("init='pretrained' needs a checkpoint")
+    if backbone is None:
+        raise ValueError("a random initialisation without a checkpoint needs a backbone name")
+    spec = BackboneSpec(backbone, dict(backbone_kwargs or {}), 1 if in_channels is None else int(in_channels))
+    return random_init_backbone(spec, seed=init_seed)
+
+
+def _decay_groups(parameters: list[nn.Parameter], lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Weights with ``weight_decay``; biases and norm scales (1-D) without."""
+    decay = [p for p in parameters if p.ndim > 1]
+    no_decay = [p for p in parameters if p.ndim <= 1]
+    return [
+        {"params": decay, "weight_decay": weight_decay, "lr": lr},
+        {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+    ]
