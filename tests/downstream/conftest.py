@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.downstream.helpers import SONONET, TINY3D, write_pretrain_checkpoint
-from tests.sweeps import make_fetal_manifest
+from tests.downstream.helpers import SONONET, TINY3D, make_fetal_manifest, write_pretrain_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -28,5 +27,5 @@ def checkpoint_factory(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def fetal_manifest(tmp_path_factory):
-    """Manifest of 4 simulated sweeps (24 frames of 48 x 64; 1-channel DICOM and 3-channel mp4)."""
+    """Manifest of 4 simulated sweeps of 24 frames of 48 x 64 (DICOM and mp4), one subject in val."""
     return make_fetal_manifest(tmp_path_factory.mktemp("fetal_sweeps"))

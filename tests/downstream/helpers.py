@@ -15,6 +15,9 @@ import torch
 from monai.transforms import Compose
 from torch.utils.data import DataLoader, default_collate
 
+from data_tools.index import index_folder
+from ultrassl.data.manifest import write_manifest
+from ultrassl.synth import synthesize_fetal_sweeps
 from ultrassl.transforms.pretext import RandPermuteFramesd
 from ultrassl.transforms.spatial import RandAffineClipd, RandFlipClipd, RandResizedCropClipd
 from ultrassl.transforms.temporal import PairSampler, SampleFramesd
@@ -127,3 +130,11 @@ def loader_of(batch: dict, repeats: int = 2) -> DataLoader:
 def quick_trainer(max_steps: int = 2, **options) -> L.Trainer:
     return L.Trainer(max_steps=max_steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                      enable_progress_bar=False, enable_model_summary=False, **options)
+
+
+def make_fetal_manifest(root: Path, n_sweeps: int = 4, n_frames: int = 24, size: tuple[int, int] = (48, 64)) -> Path:
+    """Simulated sweeps (DICOM and mp4 alternating, one sweep per subject, subject-level
+    train/val split) under ``root``; returns their manifest."""
+    synthesize_fetal_sweeps(root, n_sweeps=n_sweeps, n_frames=n_frames, size=size, workers=1, sweeps_per_subject=1)
+    manifest = index_folder(root, annotations=root / "annotations.csv", progress=False)
+    return write_manifest(manifest, root / "manifest.csv")
