@@ -1,0 +1,1 @@
+"""The ultrassl data viewer (a Streamlit page) and its drawing and loading helpers."""
