@@ -1,0 +1,308 @@
+"""ultrassl data viewer: browse the clips of a manifest frame by frame, with their annotations.
+
+Run from the repository root::
+
+    .venv/bin/streamlit run apps/viewer.py --server.headless true -- --manifest runs/demo/data/fetal_sweeps/manifest.csv
+
+Shows, for a clip picked from the manifest's readable rows: one frame at a time (read alone
+through :func:`ultrassl.io.read_clip`), the detected scan sector, the ground-truth plane of
+the frame and of the whole clip, and the sonographer's gaze (fixation circles and a density
+map). Everything outside the scan sector, where scanners burn in patient details, is hidden
+unless the user turns masking off. The refused rows are listed with their reasons.
+
+The drawing lives in :mod:`apps.overlays` and the reading in :mod:`apps.loading`; this file
+only lays out the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import sys
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:  # run from a checkout: the packages need not be installed
+    sys.path.insert(0, str(_ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from apps import loading, overlays  # noqa: E402
+from ultrassl.errors import UltrasslError  # noqa: E402
+from ultrassl.io import ClipInfo, probe_clip, read_clip  # noqa: E402
+from ultrassl.transforms.ultrasound import SectorMask  # noqa: E402
+
+#: decoded frames kept in memory (never on disk: frames may carry burned-in patient text)
+FRAME_CACHE_ENTRIES = 512
+#: widget keys, also used by the tests
+MANIFEST_KEY = "manifest_path"
+
+
+def manifest_from_command_line(argv: list[str] | None = None) -> str:
+    """``--manifest`` from the arguments after ``streamlit run apps/viewer.py --``, or ``""``."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--manifest", default="")
+    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return known.manifest
+
+
+def _stamp(path: str) -> tuple[int, int] | None:
+    """Modification time and size: part of every cache key, so an edited file is read again.
+
+    ``None`` when the file cannot be looked at; the reader then says why (errors are not cached).
+    """
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+# Caches live in this process's memory only (no ``persist``): pixels may hold burned-in text.
+@st.cache_data(max_entries=8, show_spinner=False)
+def cached_manifest(path: str, stamp: tuple[int, int] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return loading.load_manifest(path)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_info(path: str, stamp: tuple[int, int] | None) -> ClipInfo:
+    # ClipInfo carries only non-identifying header facts (see ultrassl.io.types).
+    return probe_clip(path)
+
+
+@st.cache_data(max_entries=FRAME_CACHE_ENTRIES, show_spinner=False)
+def cached_frame(path: str, index: int, stamp: tuple[int, int] | None) -> np.ndarray:
+    """Frame ``index`` of the clip, uint8 ``(H, W, C)``, decoded on its own."""
+    return read_clip(path, [index], info=cached_info(path, stamp)).frames[0]
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def cached_sector(path: str, indices: tuple[int, ...], stamp: tuple[int, int] | None) -> np.ndarray:
+    """Bool ``(H, W)`` scan sector found on the frames ``indices`` (and the file's region bounds)."""
+    info = cached_info(path, stamp)
+    frames = np.stack([cached_frame(path, i, stamp) for i in indices])
+    regions = info.metadata.get("us_regions") or None
+    return SectorMask(region_bounds=regions)(frames)[0, 0].numpy() > 0.5
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_labels(
+    path: str, n_frames: int, classes: tuple[str, ...] | None, stamp: tuple[int, int] | None
+) -> tuple[np.ndarray, list[str]]:
+    return loading.load_plane_labels(path, n_frames, None if classes is None else list(classes))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_fixations(path: str, stamp: tuple[int, int] | None) -> dict[int, np.ndarray]:
+    return loading.load_fixations(path)
+
+
+def _clip_title(row: pd.Series) -> str:
+    extras = [str(row[c]) for c in ("subject", "split") if c in row.index and str(row[c]).strip()]
+    n_frames = int(row["n_frames"])
+    return " · ".join([row["clip"], *extras, f"{n_frames} frame{'s' if n_frames != 1 else ''}"])
+
+
+def _legend(class_names: list[str], colours: list[tuple[int, int, int]], present: set[int]) -> str:
+    """HTML swatches of the classes that occur in the clip."""
+    items = []
+    for i in sorted(present):
+        if 0 <= i < len(class_names):
+            r, g, b = colours[i]
+            items.append(
+                f'<span style="white-space:nowrap;margin-right:0.9em">'
+                f'<span style="display:inline-block;width:0.9em;height:0.9em;background:rgb({r},{g},{b});'
+                f'vertical-align:middle;margin-right:0.3em;border:1px solid #888"></span>'
+                f"{html.escape(class_names[i])}</span>"
+            )
+    return " ".join(items)
+
+
+def _format_spacing(info: ClipInfo) -> tuple[str, str | None]:
+    if info.spacing_mm is None:
+        return "unknown", None
+    row_mm, col_mm = info.spacing_mm
+    field = f"field {info.width * col_mm / 10:.1f} × {info.height * row_mm / 10:.1f} cm"
+    if np.isclose(row_mm, col_mm, rtol=1e-3):
+        return f"{row_mm:.3g} mm", field
+    return f"{row_mm:.3g} × {col_mm:.3g} mm", field
+
+
+def _sidebar_options() -> tuple[overlays.ViewOptions, int, int]:
+    """The overlay switches; returns the options, the sector window and the density window."""
+    defaults = overlays.ViewOptions()
+    st.sidebar.subheader("Overlays")
+    hide = st.sidebar.toggle(
+        "Hide outside the scan sector",
+        value=defaults.hide_outside_sector,
+        key="hide_outside_sector",
+        help="Scanners burn patient details (name, dates, institution) into the image outside the "
+        "scan sector. Keep this on unless you need to see that area.",
+    )
+    outline = st.sidebar.toggle("Sector outline", value=defaults.sector_outline, key="sector_outline")
+    half_width = st.sidebar.slider(
+        "Sector detection: frames either side", 1, 8, 4, key="sector_half_width",
+        help="The sector is found where speckle changes over this many frames around the current one.",
+    )
+    fixations = st.sidebar.toggle("Gaze fixations", value=defaults.fixations, key="show_fixations")
+    density = st.sidebar.toggle("Fixation density map", value=defaults.density, key="show_density")
+    sigma_percent = st.sidebar.slider(
+        "Density sigma (% of the frame's longer side)", 0.5, 10.0, 100 * defaults.density_sigma_fraction, 0.5,
+        key="density_sigma_percent", disabled=not density,
+        help="Standard deviation of the Gaussian each fixation is blurred with (at least 1 pixel).",
+    )
+    density_frames = st.sidebar.slider(
+        "Density: fixations of frames either side", 0, 12, 0, key="density_frames", disabled=not density,
+    )
+    alpha = st.sidebar.slider("Density opacity", 0.1, 1.0, defaults.density_alpha, 0.05, key="density_alpha",
+                              disabled=not density)
+    options = overlays.ViewOptions(
+        hide_outside_sector=hide,
+        sector_outline=outline,
+        fixations=fixations,
+        density=density,
+        density_sigma_fraction=sigma_percent / 100.0,
+        density_alpha=alpha,
+    )
+    return options, half_width, density_frames
+
+
+def _manifest_tables(ok: pd.DataFrame, refused: pd.DataFrame) -> None:
+    with st.expander(f"Readable clips ({len(ok)})"):
+        st.dataframe(loading.clip_table(ok), hide_index=True)
+    with st.expander(f"Refused files ({len(refused)})", expanded=False):
+        if len(refused):
+            st.dataframe(refused[["clip", "format", "error"]], hide_index=True)
+        else:
+            st.caption("The indexer refused no file.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="ultrassl data viewer", layout="wide")
+    st.title("ultrassl data viewer")
+    if MANIFEST_KEY not in st.session_state:
+        st.session_state[MANIFEST_KEY] = manifest_from_command_line()
+    manifest_path = st.sidebar.text_input("Manifest CSV", key=MANIFEST_KEY).strip()
+    if not manifest_path:
+        st.info("Enter the path of a manifest CSV (made by `ultrassl data index` or `make demo`) in the sidebar.")
+        return
+    try:
+        ok, refused = cached_manifest(manifest_path, _stamp(manifest_path))
+    except (UltrasslError, OSError) as exc:
+        st.error(loading.describe_error(exc))
+        return
+    st.sidebar.caption(f"{len(ok)} readable clips, {len(refused)} refused (listed below the frame).")
+    if not len(ok):
+        st.warning("The manifest lists no readable clip.")
+        _manifest_tables(ok, refused)
+        return
+
+    rows = {row["clip"]: row for _, row in ok.iterrows()}
+    clip_name = st.sidebar.selectbox(
+        "Clip", list(rows), format_func=lambda name: _clip_title(rows[name]), key=f"clip::{manifest_path}"
+    )
+    options, half_width, density_frames = _sidebar_options()
+    row = rows[clip_name]
+    path = row["path"]
+
+    st.subheader(clip_name)
+    try:
+        stamp = _stamp(path)
+        info = cached_info(path, stamp)
+    except (UltrasslError, OSError) as exc:
+        st.error(loading.describe_error(exc))
+        _manifest_tables(ok, refused)
+        return
+    n_frames = info.n_frames
+    spacing, field = _format_spacing(info)
+    facts = st.columns(4)
+    duration = f"{info.duration_s:.2f} s" if info.duration_s else None
+    facts[0].metric("Frames", n_frames, delta=duration, delta_color="off", delta_arrow="off")
+    facts[1].metric("Frame rate", f"{info.fps:.4g} fps" if info.fps else "unknown")
+    facts[2].metric("Size", f"{info.width} × {info.height} px",
+                    delta="grey" if info.channels == 1 else "RGB", delta_color="off", delta_arrow="off")
+    facts[3].metric("Pixel spacing", spacing, delta=field, delta_color="off", delta_arrow="off")
+
+    frame_index = 0
+    if n_frames > 1:
+        frame_index = st.slider("Frame", 0, n_frames - 1, 0, key=f"frame::{path}")
+    try:
+        frame = cached_frame(path, frame_index, stamp)
+        sector = None
+        if options.hide_outside_sector or options.sector_outline:
+            window = loading.sector_window(frame_index, n_frames, half_width)
+            sector = cached_sector(path, tuple(int(i) for i in window), stamp)
+    except UltrasslError as exc:
+        st.error(loading.describe_error(exc))
+        _manifest_tables(ok, refused)
+        return
+
+    labels = class_names = None
+    notes = []
+    if loading.has_sidecar(row, "frame_labels"):
+        try:
+            classes = loading.plane_classes(manifest_path)
+            labels, class_names = cached_labels(
+                row["frame_labels"], n_frames, None if classes is None else tuple(classes),
+                _stamp(row["frame_labels"]),
+            )
+        except (UltrasslError, OSError) as exc:
+            notes.append(f"Frame labels not shown: {loading.describe_error(exc)}")
+    fixations: dict[int, np.ndarray] | None = None
+    if loading.has_sidecar(row, "fixations"):
+        try:
+            fixations = cached_fixations(row["fixations"], _stamp(row["fixations"]))
+        except (UltrasslError, OSError) as exc:
+            notes.append(f"Fixations not shown: {loading.describe_error(exc)}")
+
+    gaze = fixations or {}
+    here = loading.fixations_between(gaze, frame_index, frame_index)
+    around = loading.fixations_between(gaze, frame_index - density_frames, frame_index + density_frames)
+    scale = overlays.display_scale(info.width)
+    image = overlays.render_view(frame, options, sector, here, around, scale)
+
+    left, right = st.columns([3, 1])
+    with left:
+        time_text = f" · {frame_index / info.fps:.2f} s" if info.fps else ""
+        st.image(image, caption=f"frame {frame_index} of {n_frames}{time_text}", output_format="PNG")
+        if options.hide_outside_sector:
+            st.caption("Outside the scan sector is hidden: scanners burn patient details into that area.")
+        else:
+            st.warning("Masking is off: burned-in text outside the scan sector is shown and may identify the patient.")
+        if labels is not None:
+            colours = overlays.class_colours(class_names)
+            strip = overlays.plane_timeline(labels, colours, current=frame_index, width=image.shape[1])
+            st.image(strip, caption="Ground-truth plane of every frame (▲ the current frame)", output_format="PNG")
+            st.markdown(_legend(class_names, colours, set(labels.tolist())), unsafe_allow_html=True)
+        if fixations is not None:
+            counts = loading.fixation_counts(fixations, n_frames)
+            st.caption("Fixations per frame")
+            st.bar_chart(pd.DataFrame({"fixations": counts}, index=pd.RangeIndex(n_frames, name="frame")),
+                         height=140, width=image.shape[1])
+    with right:
+        if labels is not None:
+            st.metric("Plane (ground truth)", class_names[int(labels[frame_index])])
+        elif not loading.has_sidecar(row, "frame_labels"):
+            st.metric("Plane (ground truth)", "—", help="The manifest names no frame-label file for this clip.")
+        if fixations is not None:
+            st.metric("Fixations on this frame", len(here))
+        elif not loading.has_sidecar(row, "fixations"):
+            st.metric("Fixations on this frame", "—", help="The manifest names no fixation file for this clip.")
+        if options.density:
+            sigma = overlays.density_sigma_px(info.height, info.width, options.density_sigma_fraction)
+            sigma_mm = f" ({sigma * info.spacing_mm[1]:.2f} mm)" if info.spacing_mm else ""
+            noun = "fixation" if len(around) == 1 else "fixations"
+            st.caption(f"Density: {len(around)} {noun}, sigma {sigma:.1f} px{sigma_mm}")
+        for note in notes:
+            st.warning(note)
+
+    _manifest_tables(ok, refused)
+    with st.expander("File facts (non-identifying header fields the reader keeps)"):
+        st.caption(f"{info.format} · {path}")
+        st.json(info.metadata, expanded=1)
+
+
+main()

@@ -1,0 +1,178 @@
+"""The Streamlit viewer, run headless with AppTest on a tiny simulated fetal data set."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from apps import overlays
+from data_tools.index import index_folder
+from tests.media import truncate_file
+from ultrassl.data.manifest import write_manifest
+from ultrassl.io import read_clip
+from ultrassl.synth import synthesize_fetal_sweeps
+
+VIEWER = str(Path(__file__).resolve().parents[2] / "apps" / "viewer.py")
+
+
+@pytest.fixture(scope="module")
+def fetal_set(tmp_path_factory) -> Path:
+    """Two simulated sweeps (a DICOM and an mp4, 12 frames of 64x80) plus one truncated DICOM."""
+    root = tmp_path_factory.mktemp("fetal")
+    synthesize_fetal_sweeps(root, n_sweeps=2, n_frames=12, size=(64, 80), workers=1)
+    truncate_file(root / "sweeps" / "sweep_000.dcm", root / "sweeps" / "sweep_broken.dcm", 0.5)
+    manifest = index_folder(root, annotations=root / "annotations.csv", progress=False)
+    return write_manifest(manifest, root / "manifest.csv")
+
+
+@pytest.fixture
+def renders(monkeypatch) -> list[dict]:
+    """Every call the page makes to ``overlays.render_view``: its arguments and the image shown."""
+    calls: list[dict] = []
+    original = overlays.render_view
+
+    def spy(frame, options=overlays.ViewOptions(), sector=None, fixations_xy=None, density_xy=None, scale=1):
+        image = original(frame, options, sector, fixations_xy, density_xy, scale)
+        calls.append(dict(frame=frame, options=options, sector=sector, fixations_xy=fixations_xy,
+                          density_xy=density_xy, scale=scale, image=image))
+        return image
+
+    monkeypatch.setattr(overlays, "render_view", spy)
+    return calls
+
+
+def _app(manifest: Path) -> AppTest:
+    app = AppTest.from_file(VIEWER, default_timeout=60)
+    app.session_state["manifest_path"] = str(manifest)
+    return app.run()
+
+
+def _metric(app: AppTest, label: str) -> str:
+    return next(m.value for m in app.metric if m.label == label)
+
+
+def _planes(manifest: Path, clip: str) -> list[str]:
+    stem = clip.rsplit(".", 1)[0]
+    return pd.read_csv(manifest.parent / f"{stem}.planes.csv")["plane"].tolist()
+
+
+def test_manifest_comes_from_the_command_line(fetal_set, renders, monkeypatch):
+    # streamlit run apps/viewer.py -- --manifest PATH leaves the arguments after "--" in sys.argv
+    monkeypatch.setattr(sys, "argv", [VIEWER, "--manifest", str(fetal_set)])
+    app = AppTest.from_file(VIEWER, default_timeout=60).run()
+    assert not app.exception
+    assert app.sidebar.text_input(key="manifest_path").value == str(fetal_set)
+    assert _metric(app, "Frames") == "12"
+
+
+def test_without_a_manifest_the_page_asks_for_one(renders, monkeypatch):
+    monkeypatch.setattr(sys, "argv", [VIEWER])
+    app = AppTest.from_file(VIEWER, default_timeout=60).run()
+    assert not app.exception
+    assert "Enter the path of a manifest" in app.info[0].value
+    assert not renders
+
+
+def test_lists_clips_and_shows_the_first_frame(fetal_set, renders):
+    app = _app(fetal_set)
+    assert not app.exception
+    assert not app.error
+    clips = app.sidebar.selectbox[0]
+    assert clips.value == "sweeps/sweep_000.dcm"
+    assert [o.split(" · ")[0] for o in clips.options] == ["sweeps/sweep_000.dcm", "sweeps/sweep_001.mp4"]
+    assert _metric(app, "Frames") == "12"
+    assert _metric(app, "Frame rate") == "25 fps"
+    assert _metric(app, "Size") == "80 × 64 px"
+    assert _metric(app, "Pixel spacing").endswith("mm")  # the DICOM's ultrasound region gives it
+    assert app.image[0].captions == ["frame 0 of 12 · 0.00 s"]
+    # the frame shown is the file's frame 0, enlarged to the display width
+    shown = renders[-1]
+    expected = read_clip(fetal_set.parent / "sweeps" / "sweep_000.dcm", [0]).frames[0]
+    np.testing.assert_array_equal(shown["frame"], expected)
+    assert shown["scale"] == 8 and shown["image"].shape == (64 * 8, 80 * 8, 3)
+
+
+@pytest.mark.parametrize("clip", ["sweeps/sweep_000.dcm", "sweeps/sweep_001.mp4"])
+def test_plane_label_of_the_chosen_frame_matches_the_sidecar(fetal_set, renders, clip):
+    planes = _planes(fetal_set, clip)
+    foreground = [t for t, name in enumerate(planes) if name != "Background"]
+    frames = sorted({foreground[0] if foreground else 3, len(planes) - 1})
+    app = _app(fetal_set)
+    app.sidebar.selectbox[0].select(clip).run()
+    for frame in frames:
+        app.slider(key=f"frame::{fetal_set.parent / clip}").set_value(frame).run()
+        assert not app.exception
+        assert _metric(app, "Plane (ground truth)") == planes[frame]
+        assert app.image[0].captions[0].startswith(f"frame {frame} of 12")
+    assert foreground, "the simulated set should hold at least one standard plane"
+
+
+def test_outside_of_the_sector_is_hidden_by_default(fetal_set, renders):
+    app = _app(fetal_set)
+    assert app.sidebar.toggle(key="hide_outside_sector").value is True
+    call = renders[-1]
+    frame, sector, image, scale = call["frame"], call["sector"], call["image"], call["scale"]
+    assert call["options"].hide_outside_sector
+    grey = frame[..., 0]
+    text = ~sector & (grey > 100)
+    assert text.sum() >= 20, "the simulated frame should carry burned-in text outside the sector"
+    # nothing shown depends on what lies outside the sector ...
+    blanked = np.where(sector[..., None], frame, 0).astype(np.uint8)
+    again = overlays.render_view(blanked, call["options"], sector, call["fixations_xy"], call["density_xy"], scale)
+    np.testing.assert_array_equal(image, again)
+    # ... and the text's pixels are black on screen
+    rows, columns = np.nonzero(text)
+    assert (image[rows * scale + scale // 2, columns * scale + scale // 2] == 0).mean() > 0.99
+    assert "hidden" in " ".join(c.value for c in app.caption)
+
+
+def test_turning_masking_off_shows_the_text_with_a_warning(fetal_set, renders):
+    app = _app(fetal_set)
+    app.sidebar.toggle(key="hide_outside_sector").set_value(False).run()
+    assert not app.exception
+    assert any("burned-in text" in w.value for w in app.warning)
+    call = renders[-1]
+    assert not call["options"].hide_outside_sector
+    frame, image, scale = call["frame"], call["image"], call["scale"]
+    rows, columns = np.nonzero(~call["sector"] & (frame[..., 0] > 100))
+    assert (image[rows * scale + scale // 2, columns * scale + scale // 2] > 100).mean() > 0.9
+
+
+def test_refused_rows_are_listed_with_their_reasons(fetal_set, renders):
+    app = _app(fetal_set)
+    assert "Refused files (1)" in [e.label for e in app.expander]
+    tables = [d.value for d in app.dataframe if "error" in d.value.columns]
+    assert len(tables) == 1
+    refused = tables[0]
+    assert refused["clip"].tolist() == ["sweeps/sweep_broken.dcm"]
+    assert refused["error"].iloc[0].startswith("CorruptFileError")
+
+
+def test_density_overlay_and_a_bad_manifest_path(fetal_set, renders, tmp_path):
+    app = _app(fetal_set)
+    app.sidebar.toggle(key="show_density").set_value(True).run()
+    assert not app.exception
+    call = renders[-1]
+    assert call["options"].density and len(call["density_xy"]) >= 1
+    app.sidebar.text_input(key="manifest_path").input(str(tmp_path / "missing.csv")).run()
+    assert not app.exception
+    assert "no such manifest file" in app.error[0].value
+
+
+def test_a_broken_sidecar_is_reported_and_the_frame_still_shown(fetal_set, renders, tmp_path):
+    copy = tmp_path / "fetal"
+    shutil.copytree(fetal_set.parent, copy)
+    planes = copy / "sweeps" / "sweep_000.planes.csv"
+    planes.write_text("frame,plane\n0,Background\n")  # 11 of the 12 frames unlabelled
+    app = _app(copy / "manifest.csv")
+    assert not app.exception
+    assert any(w.value.startswith("Frame labels not shown: ManifestError") for w in app.warning)
+    assert "Plane (ground truth)" not in [m.label for m in app.metric]
+    assert _metric(app, "Fixations on this frame") == "1"
+    assert len(renders) == 1 and renders[0]["options"].hide_outside_sector
