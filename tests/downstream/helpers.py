@@ -138,3 +138,13 @@ def make_fetal_manifest(root: Path, n_sweeps: int = 4, n_frames: int = 24, size:
     synthesize_fetal_sweeps(root, n_sweeps=n_sweeps, n_frames=n_frames, size=size, workers=1, sweeps_per_subject=1)
     manifest = index_folder(root, annotations=root / "annotations.csv", progress=False)
     return write_manifest(manifest, root / "manifest.csv")
+
+
+def make_motion_manifest(root: Path, n_per_class: int = 3, n_frames: int = 12, size: tuple[int, int] = (32, 32)) -> Path:
+    """The embedded motion clips (UCF101 layout, official-style split 1) indexed into a manifest."""
+    from ultrassl.data.splits import ucf101_annotations
+    from ultrassl.synth import synthesize_motion
+
+    synthesize_motion(root, n_per_class=n_per_class, n_frames=n_frames, size=size, clips_per_group=1)
+    manifest = index_folder(root, annotations=ucf101_annotations(root / "splits", 1), match="stem", progress=False)
+    return write_manifest(manifest, root / "manifest.csv")

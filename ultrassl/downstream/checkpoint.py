@@ -150,7 +150,10 @@ def load_pretrained_backbone(checkpoint_path: str | os.PathLike) -> tuple[Backbo
     checkpoint = read_checkpoint(checkpoint_path)
     spec = backbone_spec(checkpoint, checkpoint_path)
     try:
-        backbone = spec.build()
+        # The fresh weights are overwritten; building them must not advance the global
+        # generator, so that a task head built next starts the same as in a random-init run.
+        with torch.random.fork_rng(devices=[]):
+            backbone = spec.build()
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot rebuild backbone {spec.name!r} ({exc})", checkpoint_path) from exc
     weights = backbone_state_dict(checkpoint)

@@ -1,0 +1,149 @@
+"""``ultrassl evaluate`` / :func:`evaluate_checkpoint`: both columns, the budget, the files."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import pytest
+import torch
+import yaml
+
+from ultrassl.downstream.checkpoint import load_pretrained_backbone
+from ultrassl.downstream.evaluate import (
+    arm_config,
+    evaluate_checkpoint,
+    format_markdown,
+    instantiate,
+    load_config,
+    main,
+    run_downstream_demo,
+)
+from ultrassl.metrics.saliency import METRIC_NAMES
+
+
+def tiny_config(task: str, size=(32, 40)) -> dict:
+    """The shipped config, shrunk for a test."""
+    config = load_config(f"configs/downstream/{task}.yaml")
+    data = config["data"]["init_args"]
+    data.update(clips_per_video=2, val_clips_per_video=2)
+    data["pipeline"]["init_args"]["size"] = list(size)
+    if task == "action_recognition":
+        data["pipeline"]["init_args"].update(num_frames=4, num_test_clips=2)
+    config["trainer"]["log_every_n_steps"] = 1
+    return config
+
+
+def _images_ok(root, names):
+    for name in names:
+        image = cv2.imread(str(root / name))
+        assert image is not None and image.size > 0, name
+
+
+def test_plane_detection_and_saliency_pretrained_beside_random_init(checkpoint_factory, fetal_manifest_two_held_out,
+                                                                    tmp_path):
+    checkpoint = checkpoint_factory("order_geometry", "tiny3d")
+    configs = {task: tiny_config(task) for task in ("plane_detection", "saliency")}
+    results = evaluate_checkpoint(checkpoint, tmp_path, configs=configs, manifest=fetal_manifest_two_held_out,
+                                  max_steps=2, batch_size=4, log=None)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["tasks"].keys() == {"plane_detection", "saliency"}
+    planes = on_disk["tasks"]["plane_detection"]
+    assert {(r["protocol"], r["metric"]) for r in planes["rows"]} == {
+        (p, m) for p in ("linear", "finetune") for m in ("macro_f1", "macro_precision", "macro_recall", "accuracy")}
+    saliency = on_disk["tasks"]["saliency"]
+    assert [r["metric"] for r in saliency["rows"]] == list(METRIC_NAMES)
+    for entry in (planes, saliency):
+        assert entry["budget"]["max_steps"] == 2 and entry["budget"]["batch_size"] == 4
+        assert entry["budget"]["train_videos"] == 4 and entry["budget"]["held_out_videos"] == 2
+        for row in entry["rows"]:
+            assert isinstance(row["pretrained"], float) and isinstance(row["random_init"], float), row
+        assert all(run["steps"] == 2 for run in entry["training"].values())
+    assert [r["higher_is_better"] for r in saliency["rows"]] == [m != "KLD" for m in METRIC_NAMES]
+    # the per-frame report and the best frames of every held-out loop
+    report = planes["details"]["finetune"]["pretrained"]["report"]
+    assert sum(map(sum, report["confusion"])) == 2 * 16  # every frame of both held-out loops
+    assert len(planes["details"]["finetune"]["pretrained"]["loops"]) == 2
+    markdown = (tmp_path / "results.md").read_text()
+    assert "| protocol | metric | pretrained | random init |" in markdown and "## saliency" in markdown
+    assert markdown == format_markdown(results)
+    _images_ok(tmp_path / "plane_detection", ["training_loss.png", "confusion_linear.png", "confusion_finetune.png",
+                                              "cam_overlays_finetune.png"])
+    _images_ok(tmp_path / "saliency", ["training_loss.png", "saliency_overlays_finetune.png"])
+    assert (tmp_path / "plane_detection" / "linear_random_init" / "metrics.csv").is_file()
+
+
+def test_the_two_arms_differ_only_in_the_encoders_starting_weights(checkpoint_factory):
+    checkpoint = checkpoint_factory("order_geometry", "sononet16")
+    _, info = load_pretrained_backbone(checkpoint)
+    config = load_config("configs/downstream/plane_detection.yaml")
+    pretrained = arm_config(config, info, str(checkpoint), "pretrained", "linear", max_steps=7, batch_size=3)
+    random = arm_config(config, info, str(checkpoint), "random_init", "linear", max_steps=7, batch_size=3)
+    assert pretrained["model"]["init_args"].pop("init") == "pretrained"
+    assert random["model"]["init_args"].pop("init") == "random"
+    assert pretrained == random
+    assert pretrained["trainer"]["max_steps"] == 7 and pretrained["data"]["init_args"]["batch_size"] == 3
+    # a frame backbone classifies single frames
+    assert pretrained["data"]["init_args"]["pipeline"]["init_args"]["clip_frames"] == 1
+    # building the encoder does not move the generator the head draws its weights from
+    heads = []
+    for init, cfg in (("pretrained", pretrained), ("random", random)):
+        torch.manual_seed(0)
+        heads.append(instantiate({**cfg["model"], "init_args": {**cfg["model"]["init_args"], "init": init}}).head)
+    assert torch.equal(heads[0][-1].weight, heads[1][-1].weight)
+
+
+def test_action_recognition_with_knn_retrieval(checkpoint_factory, motion_manifest, tmp_path):
+    checkpoint = checkpoint_factory("cvrl", "tiny3d")
+    config = tiny_config("action_recognition", size=(24, 24))  # RGB clips, read as gray for this encoder
+    results = evaluate_checkpoint(checkpoint, tmp_path, tasks=["action_recognition"],
+                                  configs={"action_recognition": config}, manifest=motion_manifest, max_steps=2,
+                                  batch_size=4, protocols={"action_recognition": ["linear"]}, log=None)
+    entry = results["tasks"]["action_recognition"]
+    rows = {(r["protocol"], r["metric"]): r for r in entry["rows"]}
+    assert set(rows) == {("linear", m) for m in ("accuracy", "top5_accuracy", "macro_f1")} | {
+        ("knn", f"recall@{k}") for k in (1, 5, 10, 20, 50)}
+    for k_small, k_large in ((1, 5), (5, 10), (10, 50)):
+        for init in ("pretrained", "random_init"):
+            assert rows[("knn", f"recall@{k_small}")][init] <= rows[("knn", f"recall@{k_large}")][init]
+    # 16 training clips: every test clip finds its class within 50 neighbours
+    assert rows[("knn", "recall@50")]["pretrained"] == 1.0
+    assert entry["budget"]["held_out_videos"] == 8
+    assert sum(map(sum, entry["details"]["linear"]["pretrained"]["report"]["confusion"])) == 8
+    _images_ok(tmp_path / "action_recognition", ["confusion_linear.png"])
+
+
+def test_demo_entry_point_prints_and_writes_the_table(checkpoint_factory, fetal_manifest_two_held_out, tmp_path,
+                                                      capsys, monkeypatch):
+    from ultrassl.downstream import evaluate
+
+    small = {task: tiny_config(task) for task in ("plane_detection", "saliency")}
+    monkeypatch.setattr(evaluate, "default_config_path", lambda task: small[task])
+    results = run_downstream_demo(checkpoint_factory("order_geometry", "tiny3d"), fetal_manifest_two_held_out,
+                                  tmp_path, max_steps=1, batch_size=4,
+                                  protocols={"plane_detection": ["linear"], "saliency": ["linear"]})
+    printed = capsys.readouterr().out
+    assert "plane_detection" in printed and "macro_f1" in printed and "AUC-Judd" in printed
+    assert "random init" in printed and str(tmp_path / "results.json") in printed
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    for task in ("plane_detection", "saliency"):
+        for row in on_disk["tasks"][task]["rows"]:
+            assert set(row) >= {"metric", "pretrained", "random_init"} and row["protocol"] == "linear"
+        assert on_disk["tasks"][task]["budget"]["max_steps"] == 1
+    for task in ("plane_detection", "saliency"):
+        assert on_disk["tasks"][task]["rows"] == results["tasks"][task]["rows"]
+
+
+def test_command_line_runs_a_config_and_reports_errors(checkpoint_factory, fetal_manifest_two_held_out, tmp_path,
+                                                       capsys):
+    config = tmp_path / "planes.yaml"
+    config.write_text(yaml.safe_dump(tiny_config("plane_detection")))
+    checkpoint = checkpoint_factory("order_geometry", "tiny3d")
+    out = tmp_path / "out"
+    status = main(["--checkpoint", str(checkpoint), "-c", str(config), "--manifest", str(fetal_manifest_two_held_out),
+                   "--out", str(out), "--max-steps", "1", "--batch-size", "4", "--protocols", "linear"])
+    assert status == 0
+    assert json.loads((out / "results.json").read_text())["tasks"].keys() == {"plane_detection"}
+    assert "macro_f1" in capsys.readouterr().out
+    status = main(["--checkpoint", str(tmp_path / "missing.ckpt"), "-c", str(config)])
+    assert status == 2 and "missing.ckpt: no such checkpoint file" in capsys.readouterr().err
