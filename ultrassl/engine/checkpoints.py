@@ -1,0 +1,37 @@
+"""Checkpoint callbacks of the ``ultrassl`` command.
+
+Lightning's ``ModelCheckpoint(save_last=True)`` refreshes ``last.ckpt`` only when it also
+saves a top-k checkpoint, i.e. only when the monitored metric improved; a run is resumed
+from its latest state, so :class:`LastCheckpoint` writes ``last.ckpt`` after every
+validation (or every epoch when there is no validation) on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """Always keeps the latest state in ``<dirpath>/last.ckpt`` (default dirpath: the
+    trainer's log folder ``checkpoints/``), beside any best-by-metric checkpoint.
+
+    Args:
+        dirpath: folder of the file (None: Lightning's default, as ``ModelCheckpoint``).
+        **kwargs: further ``ModelCheckpoint`` options (``every_n_epochs`` ...).
+    """
+
+    def __init__(self, dirpath: str | None = None, **kwargs: Any):
+        super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, save_last=False,
+                         enable_version_counter=False, **kwargs)
+
+    @property
+    def state_key(self) -> str:
+        # Distinct from a best-by-metric ModelCheckpoint's, so both are saved and restored.
+        return self._generate_state_key(kind="last", every_n_epochs=self._every_n_epochs)
+
+    @property
+    def latest_path(self) -> str:
+        """The file written (empty before the first save)."""
+        return self.best_model_path
