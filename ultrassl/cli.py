@@ -17,6 +17,7 @@ USAGE = """usage: ultrassl COMMAND ...
   validate  evaluate a checkpoint on the validation data  (--ckpt_path PATH)
   test      evaluate on the test data
   predict   run a model over data
+  evaluate  transfer a checkpoint to downstream tasks beside random init  (ultrassl evaluate --help)
 
   ultrassl fit --help      every option; ultrassl fit -c CONFIG --print_config  the resolved config"""
 
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         from data_tools.cli import main as data_main
 
         return data_main(args[1:])
+    if args and args[0] == "evaluate":
+        from ultrassl.downstream.evaluate import main as evaluate_main
+
+        return evaluate_main(args[1:])
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2

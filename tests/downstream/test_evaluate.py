@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from ultrassl.cli import main as ultrassl_main
 from ultrassl.downstream.checkpoint import load_pretrained_backbone
 from ultrassl.downstream.evaluate import (
     arm_config,
@@ -140,8 +141,9 @@ def test_command_line_runs_a_config_and_reports_errors(checkpoint_factory, fetal
     config.write_text(yaml.safe_dump(tiny_config("plane_detection")))
     checkpoint = checkpoint_factory("order_geometry", "tiny3d")
     out = tmp_path / "out"
-    status = main(["--checkpoint", str(checkpoint), "-c", str(config), "--manifest", str(fetal_manifest_two_held_out),
-                   "--out", str(out), "--max-steps", "1", "--batch-size", "4", "--protocols", "linear"])
+    status = ultrassl_main(["evaluate", "--checkpoint", str(checkpoint), "-c", str(config),
+                            "--manifest", str(fetal_manifest_two_held_out),
+                            "--out", str(out), "--max-steps", "1", "--batch-size", "4", "--protocols", "linear"])
     assert status == 0
     assert json.loads((out / "results.json").read_text())["tasks"].keys() == {"plane_detection"}
     assert "macro_f1" in capsys.readouterr().out
