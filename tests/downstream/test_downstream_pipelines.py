@@ -79,3 +79,23 @@ def test_action_items_train_on_one_clip_and_evaluate_on_several(motion_manifest)
     assert item["clip"].shape == (3, 3, 4, 24, 24)
     starts = [item[f"clip{i}_params"]["temporal"]["start_frame"] for i in range(3)]
     assert starts == sorted(starts) and starts[0] == 0 and starts[-1] == int(table.iloc[0]["n_frames"]) - 7
+
+
+def test_auto_class_weights_come_from_the_training_frames_labels(fetal_manifest):
+    from tests.downstream.helpers import TINY3D, quick_trainer
+    from ultrassl.data.datamodule import ManifestDataModule
+    from ultrassl.downstream.plane_detection import PlaneDetection
+
+    datamodule = ManifestDataModule(fetal_manifest, PlaneDetectionPipeline(size=(24, 32)), batch_size=4,
+                                    label_column=None, seed=0)
+    model = PlaneDetection(init="random", class_weight_power=0.5, **TINY3D)
+    quick_trainer(1, limit_val_batches=0).fit(model, datamodule=datamodule)
+    train, _ = datamodule.split_tables()
+    counts = np.zeros(len(PLANE_CLASSES))
+    for path, n in zip(train["frame_labels"], train["n_frames"]):
+        counts += np.bincount(read_frame_labels(path, int(n), PLANE_CLASSES), minlength=len(PLANE_CLASSES))
+    present = counts > 0
+    balanced = np.ones_like(counts)
+    balanced[present] = counts.sum() / (present.sum() * counts[present])
+    np.testing.assert_allclose(model.class_weight.numpy(), np.sqrt(balanced), rtol=1e-6)
+    assert model.class_weight[0] < 1 < model.class_weight[present].max()  # Background weighs least
