@@ -190,6 +190,11 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
+def _spread(n: int, k: int) -> torch.Tensor:
+    """``k`` positions spread evenly over ``range(n)``, centred (one pick is the middle)."""
+    return ((torch.arange(k) + 0.5) * n / k).long().clamp(max=n - 1).unique()
+
+
 def score_plane_detection(model, datamodule, keep_examples: int = 3) -> dict[str, Any]:
     """Every frame of every held-out loop: the classification report, best frames per loop,
     and a few example frames with their class-activation maps."""
@@ -209,7 +214,7 @@ def score_plane_detection(model, datamodule, keep_examples: int = 3) -> dict[str
             "true": [model.class_names[i] for i in labels.tolist()],
         }
         planes = torch.nonzero(labels > 0).flatten()  # frames showing a plane (Background is 0)
-        chosen = planes[torch.linspace(0, planes.numel() - 1, per_loop).round().long().unique()] if planes.numel() else []
+        chosen = planes[_spread(planes.numel(), per_loop)] if planes.numel() else []
         for t in [int(t) for t in chosen][: keep_examples - len(examples)]:
             examples.append({"frame": item["clip"][0, t].numpy(), "cam": out["cams"][t].numpy(),
                              "true": model.class_names[int(labels[t])],
@@ -250,8 +255,7 @@ def score_saliency(model, datamodule, keep_examples: int = 3) -> dict[str, Any]:
         points, valid = item["clip_fixations"], item["clip_fixations_valid"]
         evaluator.update(maps, points, valid, video_ids=[str(item["path"])] * len(maps))
         looked_at = torch.nonzero(valid.any(dim=1)).flatten()
-        chosen = looked_at[torch.linspace(0, looked_at.numel() - 1, per_loop).round().long().unique()] \
-            if looked_at.numel() else []
+        chosen = looked_at[_spread(looked_at.numel(), per_loop)] if looked_at.numel() else []
         for t in [int(t) for t in chosen][: keep_examples - len(examples)]:
             examples.append({"frame": item["clip"][0, t].numpy(), "map": maps[t].numpy(),
                              "fixations": points[t][valid[t]].numpy(), "path": str(item["path"]), "t": t})
@@ -427,7 +431,8 @@ def evaluate_task(
                 + f"  ({run['seconds']:.0f} s)")
             results.setdefault(protocol, {})[init] = scored
             arms[f"{protocol}/{init}"] = run
-            budget = _budget(cfg, datamodule, run)
+            lr = budget.get("lr", {})
+            budget = {**_budget(cfg, datamodule, run), "lr": {**lr, protocol: cfg["model"]["init_args"].get("lr")}}
     if task == "action_recognition":
         results["knn"] = {}
         for init in INITS:
@@ -451,12 +456,11 @@ def evaluate_task(
 
 
 def _budget(cfg: Mapping[str, Any], datamodule, run: Mapping[str, Any]) -> dict[str, Any]:
-    data, model = cfg["data"]["init_args"], cfg["model"]["init_args"]
+    data = cfg["data"]["init_args"]
     return {
         "max_steps": cfg.get("trainer", {}).get("max_steps"),
         "steps_run": run["steps"],
         "batch_size": data.get("batch_size"),
-        "lr": model.get("lr"),
         "train_videos": len(datamodule.train_set.dataset) if datamodule.train_set is not None else None,
         "held_out_videos": len(datamodule.val_set.dataset) if datamodule.val_set is not None else None,
         "seed": data.get("seed"),
@@ -558,7 +562,7 @@ def _saliency_figure(examples: Mapping[str, list[dict]], path: Path, protocol: s
             row.append(plots.heat_overlay(example["frame"], examples[init][i]["map"]))
         rows.append(row)
         points.append(example["fixations"])
-        titles.append(f"frame {example['t']}")
+        titles.append(f"{Path(example['path']).stem} t={example['t']}")
     return plots.overlay_grid(rows, ["frame + gaze", "pretrained", "random init"], path, row_titles=titles,
                               points=points, title=f"saliency ({protocol}): predictions, green = fixations")
 
@@ -570,7 +574,8 @@ def _cam_figure(examples: Mapping[str, list[dict]], path: Path, protocol: str) -
         for init in INITS:
             row.append(plots.heat_overlay(example["frame"], examples[init][i]["cam"]))
         rows.append(row)
-        titles.append(f"{example['true']}: {examples['pretrained'][i]['predicted']} / {examples['random_init'][i]['predicted']}")
+        titles.append(f"{Path(example['path']).stem} t={example['t']} {example['true']}: "
+                      f"{examples['pretrained'][i]['predicted']} / {examples['random_init'][i]['predicted']}")
     return plots.overlay_grid(rows, ["frame", "pretrained CAM", "random-init CAM"], path, row_titles=titles,
                               title=f"plane detection ({protocol}): class activation of the predicted class; "
                                     "rows: true: pretrained / random prediction")
@@ -647,6 +652,12 @@ def _better(row: Mapping[str, Any]) -> str | None:
     return "pretrained" if (a > b) == row["higher_is_better"] else "random_init"
 
 
+def _lr_text(lr: Any) -> str:
+    if isinstance(lr, Mapping):
+        return ", ".join(f"{value} ({protocol})" for protocol, value in lr.items())
+    return str(lr)
+
+
 def format_markdown(results: Mapping[str, Any]) -> str:
     """``results.md``: one table per task, pretrained beside random init, with the budget."""
     lines = ["# Downstream transfer: pretrained vs random init", "",
@@ -660,7 +671,8 @@ def format_markdown(results: Mapping[str, Any]) -> str:
         budget = entry["budget"]
         lines += [f"## {task}", "",
                   f"Budget: {budget.get('max_steps')} optimiser steps, batch {budget.get('batch_size')}, "
-                  f"lr {budget.get('lr')}, seed {budget.get('seed')}; {budget.get('train_videos')} training and "
+                  f"learning rate {_lr_text(budget.get('lr'))}, seed {budget.get('seed')}; "
+                  f"{budget.get('train_videos')} training and "
                   f"{budget.get('held_out_videos')} held-out videos.", "",
                   "| protocol | metric | pretrained | random init |", "| --- | --- | ---: | ---: |"]
         for row in entry["rows"]:
