@@ -55,7 +55,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             model = nn.parallel.DistributedDataParallel(_model())
             results[gather] = _gradients(model, x0[rows], x1[rows], gather)
 
-        queue = KeyQueue(dim=D_OUT, size=6)
+        queue = KeyQueue(dim=D_OUT, size=6, random_init=False)
         for step in range(2):  # 2 steps x 2 processes x 2 keys = 8 keys into 6 slots
             queue.enqueue(torch.full((2, D_OUT), float(10 * step + rank)) + torch.arange(2.0)[:, None])
 

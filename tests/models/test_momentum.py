@@ -33,8 +33,17 @@ def test_ema_step_is_the_analytic_blend_and_the_copy_is_frozen():
         ema.update(nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2)), 0.9)
 
 
+def test_queue_starts_with_random_unit_keys_as_moco():
+    queue = KeyQueue(dim=16, size=5)
+    assert queue.keys().shape == (5, 16)
+    torch.testing.assert_close(queue.keys().norm(dim=1), torch.ones(5))
+    queue.enqueue(torch.ones(2, 16))
+    torch.testing.assert_close(queue.keys()[:2], torch.ones(2, 16))
+    assert queue.keys().shape == (5, 16) and int(queue.pointer) == 2
+
+
 def test_queue_is_fifo_and_holds_only_written_keys():
-    queue = KeyQueue(dim=2, size=5)
+    queue = KeyQueue(dim=2, size=5, random_init=False)
     assert queue.keys().shape == (0, 2)
     queue.enqueue(torch.tensor([[1.0, 1.0], [2.0, 2.0]]))
     torch.testing.assert_close(queue.keys(), torch.tensor([[1.0, 1.0], [2.0, 2.0]]))
@@ -49,7 +58,7 @@ def test_queue_is_fifo_and_holds_only_written_keys():
 
 
 def test_queue_state_survives_a_weights_only_checkpoint():
-    queue = KeyQueue(dim=3, size=4)
+    queue = KeyQueue(dim=3, size=4, random_init=False)
     queue.enqueue(torch.randn(3, 3))
     buffer = io.BytesIO()
     torch.save(queue.state_dict(), buffer)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ultrassl import distributed
@@ -55,32 +56,38 @@ class KeyQueue(nn.Module):
     """A first-in-first-out queue of ``size`` key vectors of ``dim`` values (MoCo).
 
     :meth:`enqueue` writes the newest keys over the oldest, gathered from every process
-    first (so all processes hold the same queue). Until the queue has been filled once,
-    :meth:`keys` returns only the entries written so far; no random placeholders act as
-    negatives.
+    first (so all processes hold the same queue).
+
+    Before the first ``size`` keys arrive, MoCo's choice (``random_init=True``) fills the
+    queue with random unit vectors: their similarity to any query is about 0, and the number
+    of logits, hence the scale of the loss, is the same from the first step (so loss curves
+    can be compared across a run). With ``random_init=False``, :meth:`keys` returns only the
+    keys written so far.
 
     Buffers: ``queue`` ``(size, dim)``, ``pointer`` (next row to write), ``filled`` (rows
-    holding keys).
+    that :meth:`keys` returns).
 
     Args:
         dim: key dimension D.
         size: number of keys K kept (VTDL: 5000 for UCF101; a small default for CPU runs).
+        random_init: start from random unit vectors (MoCo) instead of an empty queue.
     """
 
-    def __init__(self, dim: int, size: int = 4096):
+    def __init__(self, dim: int, size: int = 4096, random_init: bool = True):
         super().__init__()
         if dim < 1 or size < 1:
             raise ValueError(f"KeyQueue needs dim >= 1 and size >= 1, got dim={dim}, size={size}")
-        self.register_buffer("queue", torch.zeros(size, dim))
+        initial = F.normalize(torch.randn(size, dim), dim=1) if random_init else torch.zeros(size, dim)
+        self.register_buffer("queue", initial)
         self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
-        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
+        self.register_buffer("filled", torch.tensor(size if random_init else 0, dtype=torch.long))
 
     @property
     def size(self) -> int:
         return self.queue.shape[0]
 
     def keys(self) -> torch.Tensor:
-        """The keys held, ``(min(filled, size), D)``, detached."""
+        """The keys held, ``(filled, D)``, detached."""
         return self.queue[: int(self.filled)].detach()
 
     @torch.no_grad()

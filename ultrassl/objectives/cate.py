@@ -18,7 +18,7 @@ Batch layout: clips ``(B, C, T, H, W)`` under ``view_keys`` and their records
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,9 @@ class CATE(PretrainModule):
             unknown.
         head_dim, head_depth, head_heads, head_mlp_ratio, head_dropout: the head's transformer
             (CATE small: d 256, 2 layers, 4 heads).
+        head_feature_norm: standardise the pooled features over the batch before the visual
+            token (``"batch"``, see :class:`~ultrassl.models.cate_head.AugmentationAwareHead`)
+            or not (``"none"``).
         projection_dim: output width of the head (128).
         temperature: NT-Xent tau (0.1).
         gather_distributed: negatives from every process in multi-GPU runs.
@@ -61,6 +64,7 @@ class CATE(PretrainModule):
         head_heads: int = 4,
         head_mlp_ratio: float = 4.0,
         head_dropout: float = 0.0,
+        head_feature_norm: Literal["batch", "none"] = "batch",
         projection_dim: int = 128,
         temperature: float = 0.1,
         gather_distributed: bool = True,
@@ -77,6 +81,7 @@ class CATE(PretrainModule):
         self.head = AugmentationAwareHead(
             self.backbone.num_features, self.token_kinds, dim=head_dim, depth=head_depth, num_heads=head_heads,
             mlp_ratio=head_mlp_ratio, dropout=head_dropout, out_features=projection_dim,
+            feature_norm=head_feature_norm,
         )
         self.criterion = NTXentLoss(temperature, gather_distributed)
 
