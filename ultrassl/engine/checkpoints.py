@@ -23,6 +23,7 @@ class LastCheckpoint(ModelCheckpoint):
     """
 
     def __init__(self, dirpath: str | None = None, **kwargs: Any):
+        kwargs.setdefault("save_on_train_epoch_end", True)  # also in epochs without validation
         super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, save_last=False,
                          enable_version_counter=False, **kwargs)
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     0: done (or ``--help`` / ``--print_config``); 2: bad input, reported as one line
     ``error: <message>`` on stderr.
     """
+    # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates, once per run.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         UltrasslCLI(args=argv)
     except SystemExit as exc:  # --help, --print_config
