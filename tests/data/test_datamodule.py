@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from tests.sweeps import make_fetal_manifest
@@ -86,6 +88,18 @@ def test_sampler_shards_an_epoch_across_processes():
     sampler = EpochSeededSampler(10, seed=1)
     sampler.set_epoch(3)
     assert {epoch for epoch, _ in sampler} == {3}
+
+
+def test_each_process_loads_its_own_share(manifest):
+    module = _module(manifest, clips_per_video=5, batch_size=2)
+    shares = []
+    for rank in (0, 1):
+        module.trainer = SimpleNamespace(world_size=2, global_rank=rank)
+        loader = module.train_dataloader()
+        assert (loader.sampler.num_replicas, loader.sampler.rank) == (2, rank)
+        shares.append([index for _, index in loader.sampler])
+    assert len(shares[0]) == len(shares[1]) == 8  # 15 items padded to 16, half each
+    assert set(shares[0]) | set(shares[1]) == set(range(15))
 
 
 def test_bad_settings_are_refused(manifest, tmp_path):

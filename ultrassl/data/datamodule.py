@@ -240,7 +240,8 @@ class ManifestDataModule(L.LightningDataModule):
             )
 
     def _replicas(self) -> tuple[int, int]:
-        trainer = self._trainer if hasattr(self, "_trainer") else None
+        """(processes, this one's rank) of the run; (1, 0) outside a trainer."""
+        trainer = self.trainer
         if trainer is None:
             return 1, 0
         return int(trainer.world_size), int(trainer.global_rank)

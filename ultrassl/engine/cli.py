@@ -31,6 +31,7 @@ Multi-GPU / multi-node: ``--trainer.strategy=ddp --trainer.devices=N [--trainer.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -69,6 +70,7 @@ class UltrasslCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True,
                  trainer_defaults: dict[str, Any] | None = None, **kwargs: Any):
         self.summary: dict[str, str] | None = None
+        _quiet_lightning_advert()
         no_exit = {"exit_on_error": False}
         defaults = dict(trainer_defaults or {})
         defaults["callbacks"] = [Provenance(), LastCheckpoint(), *_as_list(defaults.get("callbacks"))]
@@ -79,7 +81,7 @@ class UltrasslCLI(LightningCLI):
             subclass_mode_model=True,
             subclass_mode_data=True,
             trainer_defaults=defaults,
-            parser_kwargs={**no_exit, **{name: dict(no_exit) for name in self.subcommands()}},
+            parser_kwargs={"prog": "ultrassl", **no_exit, **{name: dict(no_exit) for name in self.subcommands()}},
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,  # objectives configure their own (PretrainModule)
             args=args,
@@ -187,6 +189,18 @@ def summary_line(summary: dict[str, str]) -> str:
     logs = summary["logs"] or "(none)"
     line = f"checkpoint: {summary['checkpoint'] or '(none)'}  logs: {logs}"
     return line + (f"  (tensorboard --logdir {logs})" if summary["logs"] else "")
+
+
+class _DropAdvert(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def _quiet_lightning_advert() -> None:
+    """Drop Lightning's advertisement for its cloud logger from the run's output."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdvert) for f in logger.filters):
+        logger.addFilter(_DropAdvert())
 
 
 def _as_list(value: Any) -> list:
