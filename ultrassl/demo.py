@@ -81,8 +81,8 @@ def pretrain(manifest: Path, run_dir: Path, config: Path, extra_args: list[str])
         "epochs": int(trainer.current_epoch),
         "wall_time_s": round(wall, 1),
         **cli.summary,
-        "manifest": str(manifest),
-        "config": str(config),
+        "manifest": str(manifest.resolve()),
+        "config": str(config.resolve()),
     }
     (run_dir / "pretrain_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(

@@ -70,7 +70,7 @@ class UltrasslCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True,
                  trainer_defaults: dict[str, Any] | None = None, **kwargs: Any):
         self.summary: dict[str, str] | None = None
-        _quiet_lightning_advert()
+        _quiet_lightning_noise()
         no_exit = {"exit_on_error": False}
         defaults = dict(trainer_defaults or {})
         defaults["callbacks"] = [Provenance(), LastCheckpoint(), *_as_list(defaults.get("callbacks"))]
@@ -196,11 +196,13 @@ class _DropAdvert(logging.Filter):
         return "litlogger" not in record.getMessage()
 
 
-def _quiet_lightning_advert() -> None:
-    """Drop Lightning's advertisement for its cloud logger from the run's output."""
+def _quiet_lightning_noise() -> None:
+    """Drop Lightning's advertisement for its cloud logger, and a deprecation warning that
+    Lightning 2.6 triggers in torch 2.13's pytree module once per run, from the output."""
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropAdvert) for f in logger.filters):
         logger.addFilter(_DropAdvert())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def _as_list(value: Any) -> list:
@@ -220,8 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     0: done (or ``--help`` / ``--print_config``); 2: bad input, reported as one line
     ``error: <message>`` on stderr.
     """
-    # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates, once per run.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         UltrasslCLI(args=argv)
     except SystemExit as exc:  # --help, --print_config
