@@ -6,7 +6,10 @@
 3. pretrains anatomy-aware order + geometry with ``ultrassl fit`` on the shipped config
    ``configs/pretrain/order_geometry.yaml`` (the same code path and file as a user's run);
 4. prints the held-out order accuracy against chance and where the checkpoint and logs are,
-   and writes the key numbers to ``<out>/pretrain/pretrain_summary.json``.
+   and writes the key numbers to ``<out>/pretrain/pretrain_summary.json``;
+5. transfers the checkpoint to plane detection and gaze-saliency prediction on the same sweeps,
+   each beside random initialisation trained with the same budget, prints the table and writes
+   it to ``<out>/results.json`` and ``<out>/results.md`` (with figures).
 
 Options after ``--`` go to ``ultrassl fit`` (e.g. ``-- --trainer.max_epochs=2``).
 """
@@ -34,13 +37,13 @@ def make_data(out: Path, n_sweeps: int, n_frames: int, seed: int) -> Path:
 
     data_dir = out / "data" / "fetal_sweeps"
     t0 = time.perf_counter()
-    print(f"[1/3] simulating {n_sweeps} fetal-ultrasound sweeps into {data_dir}", flush=True)
+    print(f"[1/4] simulating {n_sweeps} fetal-ultrasound sweeps into {data_dir}", flush=True)
     synthesize_fetal_sweeps(data_dir, n_sweeps=n_sweeps, n_frames=n_frames, seed=seed)
     print(f"      done in {time.perf_counter() - t0:.1f} s", flush=True)
 
     t0 = time.perf_counter()
     manifest_path = data_dir / "manifest.csv"
-    print(f"[2/3] indexing and validating {data_dir}", flush=True)
+    print(f"[2/4] indexing and validating {data_dir}", flush=True)
     manifest = index_folder(data_dir, annotations=data_dir / "annotations.csv")
     write_manifest(manifest, manifest_path)
     ok = manifest["status"] == "ok"
@@ -59,7 +62,7 @@ def pretrain(manifest: Path, run_dir: Path, config: Path, extra_args: list[str])
 
     args = ["fit", "-c", str(config), f"--data.init_args.manifest={manifest}",
             f"--trainer.default_root_dir={run_dir}", *extra_args]
-    print(f"[3/3] pretraining order + geometry: ultrassl {' '.join(args)}", flush=True)
+    print(f"[3/4] pretraining order + geometry: ultrassl {' '.join(args)}", flush=True)
     t0 = time.perf_counter()
     cli = UltrasslCLI(args=args)
     wall = time.perf_counter() - t0
@@ -96,12 +99,34 @@ def pretrain(manifest: Path, run_dir: Path, config: Path, extra_args: list[str])
     return summary
 
 
+def transfer(checkpoint: Path, manifest: Path, out: Path, steps: int, seed: int) -> dict:
+    """Plane detection and saliency from ``checkpoint`` beside random init; writes ``results.json``."""
+    from ultrassl.downstream.evaluate import run_downstream_demo
+
+    print(f"[4/4] transfer to plane detection and saliency, {steps} steps per run, "
+          "beside random init with the same budget", flush=True)
+    t0 = time.perf_counter()
+    results = run_downstream_demo(checkpoint, manifest, out, max_steps=steps, seed=seed)
+    print(f"      done in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+    return results
+
+
 def run_demo(out: Path, n_sweeps: int, n_frames: int, seed: int, train: bool = True,
-             config: Path = DEMO_CONFIG, extra_args: list[str] | None = None) -> Path:
-    """Make the data and (with ``train``) pretrain; returns the manifest path."""
+             config: Path = DEMO_CONFIG, extra_args: list[str] | None = None,
+             downstream_steps: int = 40) -> Path:
+    """Make the data, pretrain (with ``train``) and transfer (``downstream_steps`` > 0).
+
+    Returns the manifest path.
+    """
     manifest = make_data(out, n_sweeps, n_frames, seed)
     if train:
-        pretrain(manifest, out / "pretrain", config, list(extra_args or []))
+        summary = pretrain(manifest, out / "pretrain", config, list(extra_args or []))
+        if downstream_steps > 0:
+            transfer(Path(summary["checkpoint"]), manifest, out, downstream_steps, seed)
+            from ultrassl.engine.cli import summary_line
+
+            print(f"results: {out / 'results.json'}")
+            print(summary_line(summary), flush=True)
     return manifest
 
 
@@ -117,9 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="ultrassl fit config")
     parser.add_argument("--no-train", dest="train", action="store_false", help="only make the data")
+    parser.add_argument("--downstream-steps", type=int, default=40,
+                        help="training steps of each downstream run (0 skips the transfer step)")
     args = parser.parse_args(own)
     try:
-        run_demo(args.out, args.sweeps, args.frames, args.seed, args.train, args.config, extra)
+        run_demo(args.out, args.sweeps, args.frames, args.seed, args.train, args.config, extra,
+                 args.downstream_steps)
     except UltrasslError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
