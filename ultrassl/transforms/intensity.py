@@ -21,7 +21,7 @@ from monai.transforms import MapTransform, Transform
 from ultrassl.transforms.base import ClipRandomizable, ClipRandomizableD, check_clip
 from ultrassl.transforms.per_frame import PerFrame
 
-# ITU-R BT.601 luma weights, as torchvision's rgb_to_grayscale
+# ITU-R BT.601 luma weights, as TorchVision's rgb_to_grayscale
 _LUMA = (0.299, 0.587, 0.114)
 
 
@@ -76,8 +76,8 @@ def adjust_hue(clip: torch.Tensor, shift: float) -> torch.Tensor:
     return _hsv_to_rgb(torch.remainder(hue + shift, 1.0), saturation, value)
 
 
-# Hue rotation is written by hand: MONAI has no colour-space operations and torchvision
-# (which has them) cannot be imported beside our torch. Same formulas as torchvision's
+# Hue rotation is written by hand: MONAI has no colour-space operations and TorchVision
+# (which has them) cannot be imported beside our torch. Same formulas as TorchVision's
 # _rgb2hsv / _hsv2rgb, on channel-first tensors of any rank.
 
 
@@ -181,7 +181,7 @@ _JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
 
 
 class RandColorJitterClip(ClipRandomizable):
-    """torchvision-style colour jitter with one draw per clip.
+    """TorchVision-style colour jitter with one draw per clip.
 
     Brightness, contrast and saturation factors are drawn from ``[max(0, 1 - r), 1 + r]``
     (or a given pair), the hue shift from ``[-hue, hue]`` turns (hue <= 0.5), and the four
@@ -351,7 +351,7 @@ class RandGaussianBlurClipd(ClipRandomizableD):
 
 
 class RandSolarizeClip(ClipRandomizable):
-    """Invert intensities at or above ``threshold`` (``x -> 1 - x``), as torchvision's solarize.
+    """Invert intensities at or above ``threshold`` (``x -> 1 - x``), as TorchVision's solarize.
 
     Recorded: ``applied`` only.
     """

@@ -76,7 +76,7 @@ def resize_frames(
 ) -> torch.Tensor:
     """Resize every frame of ``clip`` (C, T, H, W) to ``size`` ``(height, width)``.
 
-    ``antialias`` (bilinear and bicubic only) filters before shrinking, as torchvision does.
+    ``antialias`` (bilinear and bicubic only) filters before shrinking, as TorchVision does.
     """
     if mode not in _RESIZE_MODES:
         raise ValueError(f"mode must be one of {sorted(_RESIZE_MODES)}, got {mode!r}")
@@ -152,7 +152,7 @@ class _SpatialD(ClipRandomizableD):
 
 
 class RandResizedCropClip(ClipRandomizable):
-    """One random crop of every frame, resized to ``size`` (torchvision RandomResizedCrop).
+    """One random crop of every frame, resized to ``size`` (TorchVision RandomResizedCrop).
 
     The box covers a fraction ``scale`` of the frame's area with aspect ratio (w / h) in
     ``ratio`` (log-uniform); after 10 failed tries it falls back to the largest central crop
@@ -166,7 +166,7 @@ class RandResizedCropClip(ClipRandomizable):
         scale: range of the crop's area as a fraction of the frame's.
         ratio: range of the crop's aspect ratio width / height.
         mode: interpolation (``"bilinear"``, ``"nearest"``, ``"area"``, ``"bicubic"``).
-        antialias: filter before shrinking (bilinear and bicubic), as torchvision does.
+        antialias: filter before shrinking (bilinear and bicubic), as TorchVision does.
     """
 
     name = "resized_crop"
@@ -200,7 +200,7 @@ class RandResizedCropClip(ClipRandomizable):
         }
 
     def _box(self, height: int, width: int) -> tuple[tuple[int, int, int, int], bool]:
-        # torchvision's RandomResizedCrop.get_params, drawing from self.R
+        # TorchVision's RandomResizedCrop.get_params, drawing from self.R
         area = height * width
         log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
         for _ in range(10):
@@ -484,7 +484,7 @@ class ResizeClip(Transform):
     Args:
         size: output ``(height, width)`` or one int (square).
         mode: ``"bilinear"`` for clips, ``"nearest"`` for masks, or ``"area"``/``"bicubic"``.
-        antialias: filter before shrinking (bilinear and bicubic), as torchvision does.
+        antialias: filter before shrinking (bilinear and bicubic), as TorchVision does.
     """
 
     def __init__(self, size: int | Sequence[int], mode: str = "bilinear", antialias: bool = False):
