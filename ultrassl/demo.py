@@ -113,7 +113,7 @@ def transfer(checkpoint: Path, manifest: Path, out: Path, steps: int, seed: int)
 
 def run_demo(out: Path, n_sweeps: int, n_frames: int, seed: int, train: bool = True,
              config: Path = DEMO_CONFIG, extra_args: list[str] | None = None,
-             downstream_steps: int = 40) -> Path:
+             downstream_steps: int = 150) -> Path:
     """Make the data, pretrain (with ``train``) and transfer (``downstream_steps`` > 0).
 
     Returns the manifest path.
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="ultrassl fit config")
     parser.add_argument("--no-train", dest="train", action="store_false", help="only make the data")
-    parser.add_argument("--downstream-steps", type=int, default=40,
+    parser.add_argument("--downstream-steps", type=int, default=150,
                         help="training steps of each downstream run (0 skips the transfer step)")
     args = parser.parse_args(own)
     try:
