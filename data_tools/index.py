@@ -189,7 +189,7 @@ def _index_parallel(paths: list[str], validate: bool, workers: int, bar, functio
     that crashes is refused and the others are indexed.
     """
     # Not fork: forking a process whose decoders run thread pools can deadlock. The fork server
-    # starts once per session with this module loaded, so later pools start fast.
+    # starts once per Python process with this module loaded, so later pools start fast.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     results: list[dict | None] = [None] * len(paths)
