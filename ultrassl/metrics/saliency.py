@@ -58,7 +58,7 @@ Averaging
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -255,11 +255,14 @@ def _check_same_shape(a: torch.Tensor, b: torch.Tensor) -> None:
 
 
 # ---------------------------------------------------------------------------- location-based
-def nss(
-    prediction: torch.Tensor | np.ndarray, fixations: PointsLike, valid: torch.Tensor | np.ndarray | None = None
+def _score_at_fixations(
+    prediction: torch.Tensor | np.ndarray,
+    fixations: PointsLike,
+    valid: torch.Tensor | np.ndarray | None,
+    score: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor | float | None],
 ) -> torch.Tensor:
-    """Normalised scanpath saliency per frame ``(B,)``: mean of the standardised prediction
-    (ddof = 0) at the fixations; 0 for a constant map, NaN for a frame without fixations."""
+    """``score(b, flat_map, fixation_index)`` for every frame ``b`` that has fixations, as a
+    ``(B,)`` float64 tensor; NaN for frames without fixations or where ``score`` gives None."""
     maps = _as_maps(prediction)
     points = _as_points(fixations, valid, maps.shape[0])
     out = torch.full((maps.shape[0],), torch.nan, dtype=torch.float64)
@@ -267,11 +270,23 @@ def nss(
         index = fixation_indices(points[b], frame.shape)
         if index.numel() == 0:
             continue
-        flat = frame.flatten()
-        std = flat.std(correction=0)
-        values = flat[index] - flat.mean()
-        out[b] = (values / std).mean() if std > 0 else 0.0
+        value = score(b, frame.flatten(), index)
+        if value is not None:
+            out[b] = value
     return out
+
+
+def nss(
+    prediction: torch.Tensor | np.ndarray, fixations: PointsLike, valid: torch.Tensor | np.ndarray | None = None
+) -> torch.Tensor:
+    """Normalised scanpath saliency per frame ``(B,)``: mean of the standardised prediction
+    (ddof = 0) at the fixations; 0 for a constant map, NaN for a frame without fixations."""
+
+    def score(_: int, flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor | float:
+        std = flat.std(correction=0)
+        return ((flat[index] - flat.mean()) / std).mean() if std > 0 else 0.0
+
+    return _score_at_fixations(prediction, fixations, valid, score)
 
 
 def roc_auc(positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
@@ -314,18 +329,13 @@ def auc_judd(
 ) -> torch.Tensor:
     """AUC-Judd per frame ``(B,)``: fixations against all non-fixated pixels, thresholds at
     the fixated values (see the module notes). NaN for a frame without fixations."""
-    maps = _as_maps(prediction)
-    points = _as_points(fixations, valid, maps.shape[0])
-    out = torch.full((maps.shape[0],), torch.nan, dtype=torch.float64)
-    for b, frame in enumerate(maps):
-        index = fixation_indices(points[b], frame.shape)
-        if index.numel() == 0:
-            continue
-        flat = frame.flatten()
+
+    def score(_: int, flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         unfixated = torch.ones_like(flat, dtype=torch.bool)
         unfixated[index] = False
-        out[b] = judd_auc(flat[index], flat[unfixated])
-    return out
+        return judd_auc(flat[index], flat[unfixated])
+
+    return _score_at_fixations(prediction, fixations, valid, score)
 
 
 def auc_borji(
@@ -341,17 +351,12 @@ def auc_borji(
     without fixations."""
     if n_splits < 1:
         raise ValueError(f"n_splits must be >= 1, got {n_splits}")
-    maps = _as_maps(prediction)
-    points = _as_points(fixations, valid, maps.shape[0])
-    out = torch.full((maps.shape[0],), torch.nan, dtype=torch.float64)
-    for b, frame in enumerate(maps):
-        index = fixation_indices(points[b], frame.shape)
-        if index.numel() == 0:
-            continue
-        flat = frame.flatten()
+
+    def score(_: int, flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         draws = torch.randint(0, flat.numel(), (n_splits, index.numel()), generator=generator)
-        out[b] = roc_auc(flat[index], flat[draws]).mean()
-    return out
+        return roc_auc(flat[index], flat[draws]).mean()
+
+    return _score_at_fixations(prediction, fixations, valid, score)
 
 
 def auc_shuffled(
@@ -364,18 +369,14 @@ def auc_shuffled(
     """Shuffled AUC per frame ``(B,)``: fixations against the given negative locations
     (fixations of other frames, in pixels of this map), exact ROC area. NaN for a frame
     without fixations or without negatives."""
-    maps = _as_maps(prediction)
-    points = _as_points(fixations, valid, maps.shape[0])
-    negative_points = _as_points(negatives, negatives_valid, maps.shape[0])
-    out = torch.full((maps.shape[0],), torch.nan, dtype=torch.float64)
-    for b, frame in enumerate(maps):
-        index = fixation_indices(points[b], frame.shape)
-        negative_index = fixation_indices(negative_points[b], frame.shape)
-        if index.numel() == 0 or negative_index.numel() == 0:
-            continue
-        flat = frame.flatten()
-        out[b] = roc_auc(flat[index], flat[negative_index])
-    return out
+    shape = _as_maps(prediction).shape
+    negative_points = _as_points(negatives, negatives_valid, shape[0])
+
+    def score(b: int, flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor | None:
+        negative_index = fixation_indices(negative_points[b], shape[1:])
+        return roc_auc(flat[index], flat[negative_index]) if negative_index.numel() else None
+
+    return _score_at_fixations(prediction, fixations, valid, score)
 
 
 # ---------------------------------------------------------------------------- averaging
