@@ -59,7 +59,13 @@ def test_plane_detection_and_saliency_pretrained_beside_random_init(checkpoint_f
         assert entry["budget"]["train_videos"] == 4 and entry["budget"]["held_out_videos"] == 2
         for row in entry["rows"]:
             assert isinstance(row["pretrained"], float) and isinstance(row["random_init"], float), row
-        assert all(run["steps"] == 2 for run in entry["training"].values())
+        for name, run in entry["training"].items():
+            if name.startswith("linear/"):  # solved by L-BFGS on the frozen features, no SGD step
+                assert run["steps"] == 0 and run["probe"]["samples"] > 0 and run["probe"]["iterations"] > 0
+            else:
+                assert run["steps"] == 2 and "probe" not in run
+    assert planes["budget"]["linear_probe"].keys() == {"pretrained", "random_init"}
+    assert "solved with L-BFGS" in (tmp_path / "results.md").read_text()
     assert [r["higher_is_better"] for r in saliency["rows"]] == [m != "KLD" for m in METRIC_NAMES]
     # the per-frame report and the best frames of every held-out loop
     report = planes["details"]["finetune"]["pretrained"]["report"]

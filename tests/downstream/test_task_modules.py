@@ -30,7 +30,7 @@ def _changed(before: dict, module: torch.nn.Module) -> set[str]:
 @pytest.mark.parametrize("protocol", ["linear", "finetune"])
 def test_linear_probe_freezes_the_encoder_and_finetune_trains_it(checkpoint_factory, protocol):
     model = PlaneDetection(checkpoint=str(checkpoint_factory("order_geometry", "tiny3d")), protocol=protocol,
-                           class_names=CLASSES, class_weights=None, lr=1e-2)
+                           class_names=CLASSES, class_weights=None, lr=1e-2, linear_solver="sgd")
     encoder_before, head_before = _snapshot(model.backbone), _snapshot(model.head)
     quick_trainer(3, limit_val_batches=0).fit(model, loader_of(plane_batch(), repeats=3))
     encoder_changed = _changed(encoder_before, model.backbone)
@@ -176,7 +176,7 @@ def test_multi_clip_probabilities_are_the_mean_of_the_clips_softmax():
 @pytest.mark.parametrize("protocol", ["linear", "finetune"])
 def test_action_recognition_trains_and_reports(checkpoint_factory, protocol):
     model = ActionRecognition(num_classes=3, checkpoint=str(checkpoint_factory("cvrl", "tiny3d")), protocol=protocol,
-                              lr=1e-2)
+                              lr=1e-2, linear_solver="sgd")
     encoder_before = _snapshot(model.backbone)
     trainer = quick_trainer(2, limit_val_batches=1, num_sanity_val_steps=0)
     trainer.fit(model, loader_of(action_batch(), 2), loader_of(action_batch(clips=2, seed=1), 1))

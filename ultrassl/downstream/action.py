@@ -32,6 +32,8 @@ class ActionRecognition(DownstreamModule):
         **kwargs: encoder, protocol and optimiser options of :class:`DownstreamModule`.
     """
 
+    has_linear_probe = True
+
     def __init__(
         self,
         num_classes: int,
@@ -64,6 +66,14 @@ class ActionRecognition(DownstreamModule):
             b, n = x.shape[:2]
             return torch.softmax(self(x.flatten(0, 1)), dim=1).reshape(b, n, -1).mean(dim=1)
         return torch.softmax(self(x), dim=1)
+
+    def probe_features(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled clip features ``(B * N, F)`` and labels (several clips per item: each a sample)."""
+        x, target = batch[self.image_key], batch[self.label_key].long()
+        if x.ndim == 6:
+            target = target[:, None].expand(-1, x.shape[1]).reshape(-1)
+            x = x.flatten(0, 1)
+        return self.clip_features(x), target
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         x, target = batch[self.image_key], batch[self.label_key].long()

@@ -6,8 +6,11 @@
 one of two protocols:
 
 * ``"linear"``: the encoder is frozen (no gradients, BatchNorm statistics fixed: it stays in
-  eval mode) and only the task head learns: a linear probe for classification, the decoder
-  for saliency;
+  eval mode) and only the task head learns. For the classification tasks the head is a
+  linear probe, solved by default to convergence on the frozen features
+  (``linear_solver="lbfgs"``, :mod:`ultrassl.downstream.linear_probe`) when fitting starts,
+  instead of being trained for ``max_steps`` SGD steps (``linear_solver="sgd"``); for saliency
+  the decoder trains by SGD;
 * ``"finetune"``: everything learns; the encoder at ``lr * backbone_lr_scale``.
 
 Frame-level tasks (plane detection, saliency) follow one rule for both kinds of backbone
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Mapping
 from functools import partial
 from typing import Any, Literal
 
@@ -35,6 +39,7 @@ from ultrassl.downstream.checkpoint import (
     load_pretrained_backbone,
     random_init_backbone,
 )
+from ultrassl.downstream.linear_probe import ProbeFit, fit_linear_probe
 from ultrassl.engine.base import warmup_cosine_factor
 from ultrassl.models.backbones import Backbone, FrameEncoder
 
@@ -60,7 +65,16 @@ class DownstreamModule(L.LightningModule):
         scheduler: ``"cosine"`` (to ``min_lr`` at the end of the run) or ``"constant"``.
         warmup_steps: linear warm-up in optimiser steps.
         min_lr: learning rate at the end of the cosine.
+        linear_solver: how a linear probe learns (protocol ``"linear"``, tasks with
+            ``has_linear_probe``): ``"lbfgs"`` solves it on the frozen features when fitting
+            starts and ends the fit there; ``"sgd"`` trains it like a fine-tune's head.
+        probe_passes: sweeps of the training loader whose features the L-BFGS probe sees.
+        probe_l2: L2 coefficient of the L-BFGS probe's weights (standardised features).
+        probe_max_iter: L-BFGS iterations at most.
     """
+
+    #: whether the task's head is a linear classifier that ``linear_solver="lbfgs"`` can solve
+    has_linear_probe: bool = False
 
     def __init__(
         self,
@@ -77,11 +91,17 @@ class DownstreamModule(L.LightningModule):
         scheduler: Literal["cosine", "constant"] = "cosine",
         warmup_steps: int = 0,
         min_lr: float = 0.0,
+        linear_solver: Literal["lbfgs", "sgd"] = "lbfgs",
+        probe_passes: int = 4,
+        probe_l2: float = 1e-3,
+        probe_max_iter: int = 500,
     ):
         super().__init__()
         self.save_hyperparameters()
         if protocol not in ("linear", "finetune"):
             raise ValueError(f"protocol must be 'linear' or 'finetune', got {protocol!r}")
+        if linear_solver not in ("lbfgs", "sgd"):
+            raise ValueError(f"linear_solver must be 'lbfgs' or 'sgd', got {linear_solver!r}")
         if scheduler not in ("cosine", "constant"):
             raise ValueError(f"scheduler must be 'cosine' or 'constant', got {scheduler!r}")
         self.backbone, self.pretrained_info = build_encoder(
@@ -92,6 +112,7 @@ class DownstreamModule(L.LightningModule):
         # transferred again by load_pretrained_backbone.
         self.hparams.update(backbone=spec.name, backbone_kwargs=dict(spec.kwargs), in_channels=spec.in_channels)
         self.frozen = protocol == "linear"
+        self.probe_fit: ProbeFit | None = None
         if self.frozen:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
@@ -134,6 +155,32 @@ class DownstreamModule(L.LightningModule):
             return self.clip_features(x.flatten(0, 1)).reshape(b, n, -1).mean(dim=1)
         with self._encoder_context():
             return self.backbone.forward_features(x)
+
+    # ----------------------------------------------------------------- linear probe
+    @property
+    def solves_probe(self) -> bool:
+        """Whether fitting solves a linear probe with L-BFGS instead of training by SGD."""
+        return self.frozen and self.has_linear_probe and self.hparams.linear_solver == "lbfgs"
+
+    def probe_features(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``(N, F)`` the probe head reads and their targets ``(N,)`` (-1: unlabelled)."""
+        raise NotImplementedError(f"{type(self).__name__} has no linear probe")
+
+    def probe_class_weight(self) -> torch.Tensor | None:
+        """Cross-entropy class weights ``(K,)`` of the probe, or None."""
+        return None
+
+    def on_train_start(self) -> None:
+        if not self.solves_probe:
+            return
+        hp = self.hparams
+        self.probe_fit = fit_linear_probe(self, self.trainer.train_dataloader, passes=hp.probe_passes,
+                                          l2=hp.probe_l2, max_iter=hp.probe_max_iter)
+        if self.logger is not None:
+            for i, loss in enumerate(self.probe_fit.losses):
+                self.logger.log_metrics({"train/loss": loss}, step=i)
+        # The probe is solved: no SGD step follows (the loop checks this before its first step).
+        self.trainer.should_stop = True
 
     # ----------------------------------------------------------------- logging
     def log_scalars(self, values: dict[str, Any], stage: str, batch_size: int) -> None:

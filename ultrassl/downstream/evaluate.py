@@ -375,7 +375,11 @@ def run_arm(cfg: Mapping[str, Any], folder: Path, seed: int, progress: bool = Fa
         trainer = _trainer(cfg.get("trainer", {}), folder, progress)
         trainer.fit(model, datamodule=datamodule)
     elapsed = time.perf_counter() - started
-    return model, datamodule, {"curves": read_curves(folder), "seconds": elapsed, "steps": int(trainer.global_step)}
+    run = {"curves": read_curves(folder), "seconds": elapsed, "steps": int(trainer.global_step)}
+    if model.probe_fit is not None:  # solved by L-BFGS on frozen features: no SGD steps, no step curves
+        run["probe"] = {k: v for k, v in model.probe_fit.as_dict().items() if k != "losses"}
+        run["curves"] = {}
+    return model, datamodule, run
 
 
 def evaluate_task(
@@ -431,8 +435,13 @@ def evaluate_task(
                 + f"  ({run['seconds']:.0f} s)")
             results.setdefault(protocol, {})[init] = scored
             arms[f"{protocol}/{init}"] = run
-            lr = budget.get("lr", {})
+            lr, probes = budget.get("lr", {}), budget.get("linear_probe", {})
             budget = {**_budget(cfg, datamodule, run), "lr": {**lr, protocol: cfg["model"]["init_args"].get("lr")}}
+            if "probe" in run:
+                budget["lr"].pop(protocol)
+                probes[init] = run["probe"]
+            if probes:
+                budget["linear_probe"] = probes
     if task == "action_recognition":
         results["knn"] = {}
         for init in INITS:
@@ -449,7 +458,9 @@ def evaluate_task(
         "budget": budget,
         "rows": table_rows(task, results),
         "details": _details(results),
-        "training": {name: {"seconds": run["seconds"], "steps": run["steps"]} for name, run in arms.items()},
+        "training": {name: {"seconds": run["seconds"], "steps": run["steps"], **({"probe": run["probe"]} if "probe" in run
+                                                                                   else {})}
+                     for name, run in arms.items()},
         "figures": [str(Path(f).relative_to(out_dir.parent)) if out_dir.parent in Path(f).parents else str(f)
                     for f in figures],
     }
@@ -637,7 +648,8 @@ def format_table(results: Mapping[str, Any]) -> str:
     lines = []
     for task, entry in results["tasks"].items():
         budget = entry["budget"]
-        lines.append(f"{task}  (budget: {budget.get('max_steps')} steps x batch {budget.get('batch_size')}, "
+        probe = " (linear: L-BFGS probe to convergence)" if budget.get("linear_probe") else ""
+        lines.append(f"{task}  (budget: {budget.get('max_steps')} steps x batch {budget.get('batch_size')}{probe}, "
                      f"{budget.get('train_videos')} training / {budget.get('held_out_videos')} held-out videos)")
         lines.append(f"  {'protocol':<9} {'metric':<15} {'pretrained':>10} {'random init':>12}")
         for row in entry["rows"]:
@@ -661,6 +673,17 @@ def _lr_text(lr: Any) -> str:
     return str(lr)
 
 
+def _probe_text(budget: Mapping[str, Any]) -> str:
+    probes = budget.get("linear_probe")
+    if not probes:
+        return ""
+    first = next(iter(probes.values()))
+    iterations = ", ".join(f"{p['iterations']} ({init})" for init, p in probes.items())
+    return (f" The linear probe is not trained for those steps: it is a logistic regression solved with "
+            f"L-BFGS on the frozen features of {first['samples']} training samples (L2 {first['l2']:g}; "
+            f"iterations {iterations}).")
+
+
 def format_markdown(results: Mapping[str, Any]) -> str:
     """``results.md``: one table per task, pretrained beside random init, with the budget."""
     lines = ["# Downstream transfer: pretrained vs random init", "",
@@ -676,7 +699,7 @@ def format_markdown(results: Mapping[str, Any]) -> str:
                   f"Budget: {budget.get('max_steps')} optimiser steps, batch {budget.get('batch_size')}, "
                   f"learning rate {_lr_text(budget.get('lr'))}, seed {budget.get('seed')}; "
                   f"{budget.get('train_videos')} training and "
-                  f"{budget.get('held_out_videos')} held-out videos.", "",
+                  f"{budget.get('held_out_videos')} held-out videos.{_probe_text(budget)}", "",
                   "| protocol | metric | pretrained | random init |", "| --- | --- | ---: | ---: |"]
         for row in entry["rows"]:
             better = _better(row)

@@ -51,6 +51,8 @@ class PlaneDetection(DownstreamModule):
         **kwargs: encoder, protocol and optimiser options of :class:`DownstreamModule`.
     """
 
+    has_linear_probe = True
+
     def __init__(
         self,
         class_names: Sequence[str] | None = None,
@@ -107,6 +109,13 @@ class PlaneDetection(DownstreamModule):
             bias = bias - weight @ (norm.running_mean * scale)
             weight = weight * scale[None, :]
         return weight, bias
+
+    def probe_features(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled centre-frame features ``(B, F)`` and their labels ``(B,)``."""
+        return self.frame_feature_map(batch[self.image_key]).flatten(2).mean(dim=-1), self._targets(batch)
+
+    def probe_class_weight(self) -> torch.Tensor:
+        return self.class_weight
 
     # ----------------------------------------------------------------- steps
     def _targets(self, batch: Mapping[str, Any]) -> torch.Tensor:
