@@ -64,6 +64,8 @@ def test_plane_detection_and_saliency_pretrained_beside_random_init(checkpoint_f
                 assert run["steps"] == 0 and run["probe"]["samples"] > 0 and run["probe"]["iterations"] > 0
             else:
                 assert run["steps"] == 2 and "probe" not in run
+                if entry is planes:  # the shipped config starts the fine-tune's head from the probe
+                    assert run["head_from_probe"]["samples"] > 0
     assert planes["budget"]["linear_probe"].keys() == {"pretrained", "random_init"}
     assert "solved with L-BFGS" in (tmp_path / "results.md").read_text()
     assert [r["higher_is_better"] for r in saliency["rows"]] == [m != "KLD" for m in METRIC_NAMES]

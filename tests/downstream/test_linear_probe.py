@@ -65,8 +65,9 @@ def test_the_loaded_head_computes_the_solved_logits_in_eval_mode():
     expected = ((features - probe.mean) / torch.sqrt(probe.var + head[0].eps)) @ probe.weight.T + probe.bias
     assert torch.allclose(head(features), expected, atol=1e-4)
     assert (head(features).argmax(dim=1) == targets).float().mean() > 0.9  # separable toy classes
-    with pytest.raises(ValueError, match="input standardisation"):
-        load_into_head(LinearHead(features.shape[1], 3), probe)
+    plain = LinearHead(features.shape[1], 3).eval()  # a fine-tune's head: standardisation folded in
+    load_into_head(plain, probe)
+    assert torch.allclose(plain(features), expected, atol=1e-4)
 
 
 def test_bad_targets_are_refused():
@@ -103,3 +104,33 @@ def test_fitting_a_linear_probe_solves_the_head_and_takes_no_sgd_step(checkpoint
     with torch.no_grad():
         expected = ((features - reference.mean) / torch.sqrt(reference.var + 1e-5)) @ reference.weight.T + reference.bias
         assert torch.allclose(model.head(features), expected, atol=1e-3)
+
+
+def test_lp_ft_starts_the_fine_tune_from_the_solved_probe(checkpoint_factory):
+    checkpoint = str(checkpoint_factory("order_geometry", "tiny3d"))
+    model = PlaneDetection(checkpoint=checkpoint, protocol="finetune", class_names=["bg", "a", "b", "c"],
+                           class_weights=None, head_init="probe", probe_passes=1, freeze_encoder_norm=True, lr=0.0)
+    batch = plane_batch(n=8)
+    model.eval()
+    with torch.no_grad():
+        features, targets = model.probe_features(batch)
+    reference = fit_logistic_regression(features, targets, 4, l2=model.hparams.probe_l2)
+    trainer = quick_trainer(1, limit_val_batches=0)
+    trainer.fit(model, loader_of(batch, repeats=1))
+    assert trainer.global_step == 1  # a fine-tune: the probe is only its starting point
+    assert model.probe_fit is not None and model.probe_fit.samples == 8
+    assert torch.allclose(model.head[-1].weight, reference.weight, atol=1e-3)  # lr 0: still the probe's
+
+
+def test_frozen_encoder_norm_keeps_the_statistics_while_the_weights_learn(checkpoint_factory):
+    checkpoint = str(checkpoint_factory("order_geometry", "tiny3d"))
+    model = PlaneDetection(checkpoint=checkpoint, protocol="finetune", class_names=["bg", "a", "b", "c"],
+                           class_weights=None, freeze_encoder_norm=True, lr=1e-2, backbone_lr_scale=1.0)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    quick_trainer(2, limit_val_batches=0).fit(model, loader_of(plane_batch(), repeats=2))
+    after = model.backbone.state_dict()
+    statistics = [k for k in after if "running_" in k]
+    weights = [k for k in after if k.endswith("conv.weight")]
+    assert statistics and weights
+    assert all(torch.equal(after[k], before[k]) for k in statistics)
+    assert all(not torch.equal(after[k], before[k]) for k in weights)

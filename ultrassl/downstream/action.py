@@ -50,7 +50,9 @@ class ActionRecognition(DownstreamModule):
         self.class_names = [str(c) for c in class_names] if class_names is not None else None
         self.image_key, self.label_key = image_key, label_key
         self.dropout = nn.Dropout(dropout) if dropout > 0 and not self.frozen else nn.Identity()
-        self.head = LinearHead(self.num_features, self.num_classes, input_norm=self.frozen)
+        # standardised input for both protocols: pooled features of small CNNs can vary over a
+        # tiny range, which a plain linear layer (and a probe folded into one) turns into huge weights
+        self.head = LinearHead(self.num_features, self.num_classes, input_norm=True)
         self.val_metrics = ClassificationMetrics(self.num_classes, self.class_names)
         self._top5 = []
         self.last_report: dict[str, Any] | None = None

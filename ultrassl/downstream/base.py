@@ -71,6 +71,13 @@ class DownstreamModule(L.LightningModule):
         probe_passes: sweeps of the training loader whose features the L-BFGS probe sees.
         probe_l2: L2 coefficient of the L-BFGS probe's weights (standardised features).
         probe_max_iter: L-BFGS iterations at most.
+        head_init: where a fine-tune's linear head starts (tasks with ``has_linear_probe``):
+            ``"random"``, or ``"probe"``: the L-BFGS probe solved on the starting encoder's
+            features (LP-FT, Kumar et al., ICLR 2022), so that the first steps do not send a
+            random head's gradients into the encoder.
+        freeze_encoder_norm: fine-tune with the encoder's BatchNorm layers in evaluation mode
+            (their statistics fixed, their affine parameters still learning), as is usual
+            when batches are small or, like frames of a few loops, strongly correlated.
     """
 
     #: whether the task's head is a linear classifier that ``linear_solver="lbfgs"`` can solve
@@ -95,6 +102,8 @@ class DownstreamModule(L.LightningModule):
         probe_passes: int = 4,
         probe_l2: float = 1e-3,
         probe_max_iter: int = 500,
+        head_init: Literal["random", "probe"] = "random",
+        freeze_encoder_norm: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -102,6 +111,8 @@ class DownstreamModule(L.LightningModule):
             raise ValueError(f"protocol must be 'linear' or 'finetune', got {protocol!r}")
         if linear_solver not in ("lbfgs", "sgd"):
             raise ValueError(f"linear_solver must be 'lbfgs' or 'sgd', got {linear_solver!r}")
+        if head_init not in ("random", "probe"):
+            raise ValueError(f"head_init must be 'random' or 'probe', got {head_init!r}")
         if scheduler not in ("cosine", "constant"):
             raise ValueError(f"scheduler must be 'cosine' or 'constant', got {scheduler!r}")
         self.backbone, self.pretrained_info = build_encoder(
@@ -128,9 +139,21 @@ class DownstreamModule(L.LightningModule):
 
     def train(self, mode: bool = True) -> DownstreamModule:
         super().train(mode)
+        if mode:
+            self._fix_encoder_modes()
+        return self
+
+    def _fix_encoder_modes(self) -> None:
         if self.frozen:
             self.backbone.eval()  # a frozen encoder keeps its BatchNorm statistics
-        return self
+        elif self.hparams.get("freeze_encoder_norm", False):
+            for module in self.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Lightning restores every submodule's recorded mode around validation, bypassing train()
+        self._fix_encoder_modes()
 
     def _encoder_context(self):
         return torch.no_grad() if self.frozen else contextlib.nullcontext()
@@ -170,17 +193,23 @@ class DownstreamModule(L.LightningModule):
         """Cross-entropy class weights ``(K,)`` of the probe, or None."""
         return None
 
+    @property
+    def starts_from_probe(self) -> bool:
+        """Whether a fine-tune's head starts from a solved probe (LP-FT)."""
+        return not self.frozen and self.has_linear_probe and self.hparams.head_init == "probe"
+
     def on_train_start(self) -> None:
-        if not self.solves_probe:
+        if not (self.solves_probe or self.starts_from_probe):
             return
         hp = self.hparams
         self.probe_fit = fit_linear_probe(self, self.trainer.train_dataloader, passes=hp.probe_passes,
                                           l2=hp.probe_l2, max_iter=hp.probe_max_iter)
-        if self.logger is not None:
-            for i, loss in enumerate(self.probe_fit.losses):
-                self.logger.log_metrics({"train/loss": loss}, step=i)
-        # The probe is solved: no SGD step follows (the loop checks this before its first step).
-        self.trainer.should_stop = True
+        if self.solves_probe:
+            if self.logger is not None:
+                for i, loss in enumerate(self.probe_fit.losses):
+                    self.logger.log_metrics({"train/probe_objective": loss}, step=i)
+            # The probe is solved: no SGD step follows (the loop checks this before its first step).
+            self.trainer.should_stop = True
 
     # ----------------------------------------------------------------- logging
     def log_scalars(self, values: dict[str, Any], stage: str, batch_size: int) -> None:

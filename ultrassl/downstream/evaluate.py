@@ -376,9 +376,13 @@ def run_arm(cfg: Mapping[str, Any], folder: Path, seed: int, progress: bool = Fa
         trainer.fit(model, datamodule=datamodule)
     elapsed = time.perf_counter() - started
     run = {"curves": read_curves(folder), "seconds": elapsed, "steps": int(trainer.global_step)}
-    if model.probe_fit is not None:  # solved by L-BFGS on frozen features: no SGD steps, no step curves
-        run["probe"] = {k: v for k, v in model.probe_fit.as_dict().items() if k != "losses"}
-        run["curves"] = {}
+    if model.probe_fit is not None:
+        fit = {k: v for k, v in model.probe_fit.as_dict().items() if k != "losses"}
+        if model.solves_probe:  # solved by L-BFGS on frozen features: no SGD steps, no step curves
+            run["probe"] = fit
+            run["curves"] = {}
+        else:
+            run["head_from_probe"] = fit
     return model, datamodule, run
 
 
@@ -458,8 +462,8 @@ def evaluate_task(
         "budget": budget,
         "rows": table_rows(task, results),
         "details": _details(results),
-        "training": {name: {"seconds": run["seconds"], "steps": run["steps"], **({"probe": run["probe"]} if "probe" in run
-                                                                                   else {})}
+        "training": {name: {"seconds": run["seconds"], "steps": run["steps"],
+                            **{k: run[k] for k in ("probe", "head_from_probe") if k in run}}
                      for name, run in arms.items()},
         "figures": [str(Path(f).relative_to(out_dir.parent)) if out_dir.parent in Path(f).parents else str(f)
                     for f in figures],

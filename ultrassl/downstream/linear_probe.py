@@ -143,18 +143,29 @@ def fit_logistic_regression(
                               iterations, losses)
 
 
-def load_into_head(head: nn.Sequential, probe: LogisticRegression) -> None:
-    """Write a solved probe into a :class:`~ultrassl.models.heads.LinearHead` whose first layer
-    is the non-affine BatchNorm1d of a probe: its running statistics become the features'
-    mean and variance, so the head computes the solved logits in evaluation mode."""
-    norm, linear = head[0], head[-1]
-    if not isinstance(norm, nn.BatchNorm1d) or norm.affine:
-        raise ValueError("the head has no input standardisation (a probe's LinearHead has input_norm=True)")
+def load_into_head(head: nn.Sequential, probe: LogisticRegression, eps: float = 1e-5) -> None:
+    """Write a solved probe into a :class:`~ultrassl.models.heads.LinearHead`.
+
+    A probe's head (first layer the non-affine BatchNorm1d of ``input_norm=True``) takes the
+    features' mean and variance as its running statistics and the solved weights, so it
+    computes the solved logits in evaluation mode. A plain linear head (a fine-tune's) gets
+    the standardisation folded into its weights: ``W / sqrt(var + eps)`` and
+    ``b - W @ (mean / sqrt(var + eps))``, the same logits."""
+    linear = head[-1]
     with torch.no_grad():
-        norm.running_mean.copy_(probe.mean)
-        norm.running_var.copy_(probe.var)
-        linear.weight.copy_(probe.weight)
-        linear.bias.copy_(probe.bias)
+        if len(head) > 1:
+            norm = head[0]
+            if not isinstance(norm, nn.BatchNorm1d) or norm.affine:
+                raise ValueError(f"cannot load a probe into a head starting with {type(norm).__name__}")
+            norm.running_mean.copy_(probe.mean)
+            norm.running_var.copy_(probe.var)
+            linear.weight.copy_(probe.weight)
+            linear.bias.copy_(probe.bias)
+        else:
+            scale = torch.rsqrt(probe.var + eps)
+            weight = probe.weight * scale[None, :]
+            linear.weight.copy_(weight)
+            linear.bias.copy_(probe.bias - weight @ probe.mean)
 
 
 def fit_linear_probe(
@@ -164,12 +175,14 @@ def fit_linear_probe(
     l2: float = 1e-3,
     max_iter: int = 500,
 ) -> ProbeFit:
-    """Fit the probe head of a frozen downstream task model to convergence.
+    """Solve the linear head of a downstream task model on its encoder's features (in
+    evaluation mode) and load it into the head.
 
-    ``model`` is a frozen :class:`~ultrassl.downstream.base.DownstreamModule` whose task
-    defines ``probe_features(batch) -> (features, targets)``, ``probe_class_weight()`` and a
-    ``head`` (:class:`~ultrassl.models.heads.LinearHead` with input standardisation);
-    ``batches`` are its training batches (e.g. the data module's training loader)."""
+    ``model`` is a :class:`~ultrassl.downstream.base.DownstreamModule` whose task defines
+    ``probe_features(batch) -> (features, targets)``, ``probe_class_weight()`` and a
+    ``head`` (:class:`~ultrassl.models.heads.LinearHead`); ``batches`` are its training
+    batches (e.g. the data module's training loader). For a frozen encoder this is the linear
+    probe; for a fine-tune it is the head's starting point (LP-FT: Kumar et al., ICLR 2022)."""
     started = time.perf_counter()
     was_training = model.training
     model.eval()
@@ -179,7 +192,7 @@ def fit_linear_probe(
         class_weight = model.probe_class_weight()
         probe = fit_logistic_regression(
             features, targets, model.head[-1].out_features,
-            None if class_weight is None else class_weight.detach().cpu(), l2, max_iter, eps=model.head[0].eps)
+            None if class_weight is None else class_weight.detach().cpu(), l2, max_iter)
         load_into_head(model.head, probe)
     finally:
         model.train(was_training)

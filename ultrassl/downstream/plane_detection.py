@@ -2,9 +2,9 @@
 
 Each training item is a clip whose centre frame carries the label (frame backbones: one
 frame; clip backbones: a few frames around it, see :mod:`ultrassl.downstream.base`). The
-classifier is a linear layer on the pooled feature map, so its weights turn the feature map
-into class-activation maps (Zhou et al., CVPR 2016; SonoNet's weakly supervised
-localisation): the map of class k is the linear layer applied at every position, whose
+classifier is a linear layer on the pooled feature map (after a standardisation without
+learned parameters), so its weights turn the feature map into class-activation maps (Zhou et
+al., CVPR 2016; SonoNet's weakly supervised localisation): the map of class k is the linear layer applied at every position, whose
 spatial mean is exactly the logit of k.
 
 Background dominates real sweeps (about 73 % of the simulated frames), so the cross-entropy
@@ -75,7 +75,9 @@ class PlaneDetection(DownstreamModule):
         self.image_key = image_key
         self.labels_key = labels_key
         self.dropout = nn.Dropout(dropout) if dropout > 0 and not self.frozen else nn.Identity()
-        self.head = LinearHead(self.num_features, self.num_classes, input_norm=self.frozen)
+        # standardised input for both protocols: pooled features of small CNNs can vary over a
+        # tiny range, which a plain linear layer (and a probe folded into one) turns into huge weights
+        self.head = LinearHead(self.num_features, self.num_classes, input_norm=True)
         weights = torch.ones(self.num_classes) if class_weights in (None, "auto") else torch.tensor(
             [float(w) for w in class_weights])
         self.register_buffer("class_weight", weights)
@@ -103,7 +105,7 @@ class PlaneDetection(DownstreamModule):
         """``(W (K, F), b (K,))`` with ``logits = W @ pooled + b`` in evaluation mode."""
         linear = self.head[-1]
         weight, bias = linear.weight, linear.bias
-        if len(self.head) > 1:  # the probe's BatchNorm1d without affine: (f - mean) / std
+        if len(self.head) > 1:  # the head's BatchNorm1d without affine: (f - mean) / std
             norm = self.head[0]
             scale = torch.rsqrt(norm.running_var + norm.eps)
             bias = bias - weight @ (norm.running_mean * scale)
