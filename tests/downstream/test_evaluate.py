@@ -134,6 +134,9 @@ def test_demo_entry_point_prints_and_writes_the_table(checkpoint_factory, fetal_
     printed = capsys.readouterr().out
     assert "plane_detection" in printed and "macro_f1" in printed and "AUC-Judd" in printed
     assert "random init" in printed and str(tmp_path / "results.json") in printed
+    # the plane probe is solved, the saliency decoder (frozen encoder) trains by steps
+    assert "[plane_detection] linear / pretrained: solving the linear probe" in printed
+    assert "[saliency] linear / pretrained: training 2 steps" in printed
     on_disk = json.loads((tmp_path / "results.json").read_text())
     for task in ("plane_detection", "saliency"):
         for row in on_disk["tasks"][task]["rows"]:

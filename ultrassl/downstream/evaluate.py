@@ -40,6 +40,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,15 @@ def arm_config(
         trainer["max_steps"] = int(max_steps)
         trainer.pop("max_epochs", None)
     return cfg
+
+
+def task_solves_probe(cfg: Mapping[str, Any]) -> bool:
+    """Whether the config's model solves its linear probe by L-BFGS (see
+    :class:`~ultrassl.downstream.base.DownstreamModule`) rather than by SGD steps."""
+    module_name, _, class_name = str(cfg["model"]["class_path"]).rpartition(".")
+    model_class = getattr(importlib.import_module(module_name), class_name)
+    solver = (cfg["model"].get("init_args") or {}).get("linear_solver", "lbfgs")
+    return bool(getattr(model_class, "has_linear_probe", False)) and solver == "lbfgs"
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -342,13 +352,17 @@ def _trainer(trainer_config: Mapping[str, Any], folder: Path, progress: bool) ->
 
 @contextlib.contextmanager
 def _quiet_lightning(quiet: bool):
-    """Hide Lightning's informational lines (accelerator summary, tips, stop reasons)."""
+    """Hide Lightning's informational lines (accelerator summary, tips, stop reasons) and its
+    warning about modules in evaluation mode: a frozen encoder or frozen BatchNorm statistics
+    are meant to be."""
     logger = logging.getLogger("lightning.pytorch")
     level = logger.level
     if quiet:
         logger.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+            yield
     finally:
         logger.setLevel(level)
 
@@ -435,7 +449,9 @@ def evaluate_task(
         for init in INITS:
             cfg = arm_config(config, info, str(checkpoint), init, protocol, manifest=manifest, max_steps=max_steps,
                              batch_size=batch_size, seed=seed)
-            say(f"[{task}] {protocol} / {init}: training {cfg['trainer'].get('max_steps')} steps")
+            solved = protocol == "linear" and task_solves_probe(cfg)
+            say(f"[{task}] {protocol} / {init}: " + ("solving the linear probe on the frozen features (L-BFGS)" if solved
+                                                     else f"training {cfg['trainer'].get('max_steps')} steps"))
             folder = out_dir / f"{protocol}_{init}"
             model, datamodule, run = run_arm(cfg, folder, seed, progress)
             scored = SCORERS[task](model, datamodule)
