@@ -93,7 +93,8 @@ def test_fitting_a_linear_probe_solves_the_head_and_takes_no_sgd_step(checkpoint
     assert all(torch.equal(v, encoder_before[k]) for k, v in model.backbone.state_dict().items())
     fit = model.probe_fit
     assert fit.samples == 2 * 2 * len(next(iter(batch.values())))  # 2 passes over 2 copies of the batch
-    assert fit.iterations > 0 and fit.l2 == model.hparams.probe_l2
+    assert 0 < fit.iterations and fit.converged == (fit.iterations < model.hparams.probe_max_iter)
+    assert fit.l2 == model.hparams.probe_l2
     # the head holds the optimum of the task's own probe features
     model.eval()
     with torch.no_grad():

@@ -702,7 +702,8 @@ def _probe_text(budget: Mapping[str, Any]) -> str:
     if not probes:
         return ""
     first = next(iter(probes.values()))
-    iterations = ", ".join(f"{p['iterations']} ({init})" for init, p in probes.items())
+    iterations = ", ".join(f"{p['iterations']} ({init}{'' if p['converged'] else ', stopped at the limit'})"
+                           for init, p in probes.items())
     return (f" The linear probe is not trained for those steps: it is a logistic regression solved with "
             f"L-BFGS on the frozen features of {first['samples']} training samples (L2 {first['l2']:g}; "
             f"iterations {iterations}).")

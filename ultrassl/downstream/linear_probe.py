@@ -34,6 +34,7 @@ class ProbeFit:
         samples: training samples (clips or frames) the features were computed from.
         features: feature width F.
         iterations: L-BFGS iterations run (each may evaluate the objective several times).
+        converged: whether L-BFGS stopped on its tolerances before ``max_iter``.
         loss: final training objective (weighted cross-entropy + L2 term).
         losses: the objective at every evaluation (the probe's training curve).
         l2: the L2 coefficient on the weights (standardised features).
@@ -43,6 +44,7 @@ class ProbeFit:
     samples: int
     features: int
     iterations: int
+    converged: bool
     loss: float
     losses: list[float]
     l2: float
@@ -197,4 +199,4 @@ def fit_linear_probe(
     finally:
         model.train(was_training)
     return ProbeFit(samples=len(targets), features=features.shape[1], iterations=probe.iterations,
-                    loss=probe.losses[-1], losses=probe.losses, l2=float(l2), seconds=time.perf_counter() - started)
+                    converged=probe.iterations < max_iter, loss=probe.losses[-1], losses=probe.losses, l2=float(l2), seconds=time.perf_counter() - started)
