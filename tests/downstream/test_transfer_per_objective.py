@@ -32,3 +32,8 @@ def test_checkpoint_of_each_objective_transfers_to_every_task(checkpoint_factory
             assert model.hparams.backbone == "tiny3d"
             quick_trainer(1, limit_val_batches=0).fit(model, loader_of(make_batch(), 1))
             assert model.global_step == 1, (task, init)
+        # the frozen protocol: classification probes are solved, the saliency decoder steps
+        model = build(checkpoint=path, protocol="linear")
+        quick_trainer(1, limit_val_batches=0).fit(model, loader_of(make_batch(), 1))
+        assert (model.probe_fit is not None) == (task != "saliency"), task
+        assert model.global_step == (1 if task == "saliency" else 0), task
