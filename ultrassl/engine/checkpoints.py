@@ -27,6 +27,15 @@ class LastCheckpoint(ModelCheckpoint):
         super().__init__(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, save_last=False,
                          enable_version_counter=False, **kwargs)
 
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_train_end(trainer, pl_module)
+        # A fit that ends before its first epoch does (a downstream linear probe is solved
+        # when training starts, then the fit stops) has saved nothing yet: keep its result.
+        if not self._last_checkpoint_saved:
+            path = self.format_checkpoint_name({})
+            self._save_checkpoint(trainer, path)
+            self.best_model_path = path
+
     @property
     def state_key(self) -> str:
         # Distinct from a best-by-metric ModelCheckpoint's, so both are saved and restored.

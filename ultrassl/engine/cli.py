@@ -138,6 +138,10 @@ class UltrasslCLI(LightningCLI):
     before_validate = before_test = before_fit
 
     def after_fit(self) -> None:
+        if getattr(self.model, "solves_probe", False) and self.datamodule is not None:
+            # the probe was solved when fitting started and no epoch ran: report it on the
+            # validation data as an epoch would have
+            self.trainer.validate(self.model, datamodule=self.datamodule, verbose=False)
         self.summary = run_summary(self.trainer)
         if self.trainer.is_global_zero:
             print(summary_line(self.summary), flush=True)
