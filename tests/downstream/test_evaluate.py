@@ -160,3 +160,36 @@ def test_command_line_runs_a_config_and_reports_errors(checkpoint_factory, fetal
     assert "macro_f1" in capsys.readouterr().out
     status = main(["--checkpoint", str(tmp_path / "missing.ckpt"), "-c", str(config)])
     assert status == 2 and "missing.ckpt: no such checkpoint file" in capsys.readouterr().err
+
+
+def test_every_trained_arm_is_saved_and_loads_without_the_pretraining_file(checkpoint_factory,
+                                                                          fetal_manifest_two_held_out, tmp_path):
+    import shutil
+
+    from ultrassl.downstream.base import load_task_model
+    from ultrassl.downstream.checkpoint import CheckpointError
+
+    pretraining = tmp_path / "pretraining.ckpt"
+    shutil.copy(checkpoint_factory("order_geometry", "tiny3d"), pretraining)
+    results = evaluate_checkpoint(pretraining, tmp_path / "out", tasks=["plane_detection"],
+                                  configs={"plane_detection": tiny_config("plane_detection")},
+                                  manifest=fetal_manifest_two_held_out, max_steps=1, batch_size=4, log=None)
+    training = results["tasks"]["plane_detection"]["training"]
+    assert set(training) == {f"{p}/{i}" for p in ("linear", "finetune") for i in ("pretrained", "random_init")}
+    pretraining.unlink()  # a trained model stands on its own
+    batch = torch.randn(2, 1, 4, 32, 40)
+    for name, run in training.items():
+        path = tmp_path / "out" / run["model"]
+        model = load_task_model(path)
+        assert not model.training and model.class_names[0] == "Background"
+        saved = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+        assert model(batch).shape == (2, len(model.class_names))
+    with pytest.raises(CheckpointError, match="not a downstream task checkpoint"):
+        load_task_model(checkpoint_factory("cvrl", "tiny3d"))
+    results = evaluate_checkpoint(checkpoint_factory("order_geometry", "tiny3d"), tmp_path / "unsaved",
+                                  tasks=["saliency"], configs={"saliency": tiny_config("saliency")},
+                                  manifest=fetal_manifest_two_held_out, max_steps=1, batch_size=4, log=None,
+                                  save_models=False)
+    assert not list((tmp_path / "unsaved").rglob("*.ckpt"))
+    assert all("model" not in run for run in results["tasks"]["saliency"]["training"].values())

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Mapping
 from functools import partial
 from typing import Any, Literal
@@ -38,6 +39,7 @@ from ultrassl.downstream.checkpoint import (
     PretrainedInfo,
     load_pretrained_backbone,
     random_init_backbone,
+    read_checkpoint,
 )
 from ultrassl.downstream.linear_probe import ProbeFit, fit_linear_probe
 from ultrassl.engine.base import warmup_cosine_factor
@@ -211,6 +213,11 @@ class DownstreamModule(L.LightningModule):
             # The probe is solved: no SGD step follows (the loop checks this before its first step).
             self.trainer.should_stop = True
 
+    # ----------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the task's class, so that load_task_model can rebuild it without the pretraining file
+        checkpoint["task_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
     # ----------------------------------------------------------------- logging
     def log_scalars(self, values: dict[str, Any], stage: str, batch_size: int) -> None:
         """Log scalars as ``"{stage}/{name}"``; the loss on the progress bar."""
@@ -283,3 +290,37 @@ def _decay_groups(parameters: list[nn.Parameter], lr: float, weight_decay: float
         {"params": decay, "weight_decay": weight_decay, "lr": lr},
         {"params": no_decay, "weight_decay": 0.0, "lr": lr},
     ]
+
+
+def load_task_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> DownstreamModule:
+    """A trained downstream model from its checkpoint (``ultrassl evaluate``'s ``model.ckpt`` or
+    ``ultrassl fit``'s), in evaluation mode.
+
+    The architecture comes from the checkpoint's hyperparameters (the encoder's registry name,
+    options and input channels are resolved there), so the pretraining checkpoint it started
+    from is not needed; every weight comes from the file (read with ``weights_only=True``).
+
+    Raises:
+        CheckpointError: the file cannot be read or holds no downstream task model.
+    """
+    import importlib
+
+    checkpoint = read_checkpoint(path)
+    class_path = checkpoint.get("task_class")
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    if not class_path or "state_dict" not in checkpoint or not hparams.get("backbone"):
+        raise CheckpointError("not a downstream task checkpoint (no task class, weights or backbone)", path)
+    module_name, _, class_name = str(class_path).rpartition(".")
+    try:
+        task_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise CheckpointError(f"unknown task class {class_path!r}", path) from exc
+    if not (isinstance(task_class, type) and issubclass(task_class, DownstreamModule)):
+        raise CheckpointError(f"{class_path!r} is not a downstream task", path)
+    hparams.update(checkpoint=None, init="random", init_seed=0)
+    model = task_class(**hparams)
+    try:
+        model.load_state_dict(checkpoint["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"weights do not fit {class_name}: {' '.join(str(exc).split())[:300]}", path) from exc
+    return model.to(map_location).eval()

@@ -26,7 +26,9 @@ budget is ``trainer.max_steps``. What the checkpoint dictates is set here: the p
 (from the pipeline or the manifest).
 
 Writes into the output folder: ``results.json``, ``results.md``, per task and arm the CSV
-training log (``<task>/<protocol>_<init>/metrics.csv``), and PNG figures: training curves,
+training log (``<task>/<protocol>_<init>/metrics.csv``) and the trained model
+(``<task>/<protocol>_<init>/model.ckpt``, weights and hyperparameters: load it with
+:func:`~ultrassl.downstream.base.load_task_model`), and PNG figures: training curves,
 confusion matrices, saliency overlays (prediction vs fixations), class-activation maps.
 """
 
@@ -383,8 +385,10 @@ def read_curves(folder: Path) -> dict[str, dict[str, list[float]]]:
     return curves
 
 
-def run_arm(cfg: Mapping[str, Any], folder: Path, seed: int, progress: bool = False) -> tuple[DownstreamModule, Any, dict]:
-    """Train one run of a task config; returns the model, its data module and its curves."""
+def run_arm(cfg: Mapping[str, Any], folder: Path, seed: int, progress: bool = False,
+            save_model: bool = True) -> tuple[DownstreamModule, Any, dict]:
+    """Train one run of a task config (and with ``save_model`` write it to
+    ``folder/model.ckpt``); returns the model, its data module and its curves."""
     L.seed_everything(seed, workers=True, verbose=False)
     model = instantiate(cfg["model"])
     datamodule = instantiate(cfg["data"])
@@ -392,8 +396,12 @@ def run_arm(cfg: Mapping[str, Any], folder: Path, seed: int, progress: bool = Fa
     with _quiet_lightning(not progress):
         trainer = _trainer(cfg.get("trainer", {}), folder, progress)
         trainer.fit(model, datamodule=datamodule)
+        if save_model:
+            trainer.save_checkpoint(folder / "model.ckpt", weights_only=True)
     elapsed = time.perf_counter() - started
     run = {"curves": read_curves(folder), "seconds": elapsed, "steps": int(trainer.global_step)}
+    if save_model:
+        run["model"] = str(folder / "model.ckpt")
     if model.probe_fit is not None:
         fit = {k: v for k, v in model.probe_fit.as_dict().items() if k != "losses"}
         if model.solves_probe:  # solved by L-BFGS on frozen features: no SGD steps, no step curves
@@ -416,6 +424,7 @@ def evaluate_task(
     seed: int | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = print,
+    save_models: bool = True,
 ) -> dict[str, Any]:
     """Train and score one task from ``checkpoint`` and from random init, same budget.
 
@@ -430,6 +439,7 @@ def evaluate_task(
         seed: seed of both runs (default the config's ``seed_everything``, else 0).
         progress: show Lightning's progress bars.
         log: where progress lines go (None: silent).
+        save_models: write every trained arm to ``<out_dir>/<protocol>_<init>/model.ckpt``.
 
     Returns:
         The task's entry of ``results.json``: ``budget``, ``rows`` (protocol, metric,
@@ -453,7 +463,7 @@ def evaluate_task(
             say(f"[{task}] {protocol} / {init}: " + ("solving the linear probe on the frozen features (L-BFGS)" if solved
                                                      else f"training {cfg['trainer'].get('max_steps')} steps"))
             folder = out_dir / f"{protocol}_{init}"
-            model, datamodule, run = run_arm(cfg, folder, seed, progress)
+            model, datamodule, run = run_arm(cfg, folder, seed, progress, save_models)
             scored = SCORERS[task](model, datamodule)
             say(f"[{task}] {protocol} / {init}: " + ", ".join(f"{k} {v:.4f}" for k, v in scored["metrics"].items())
                 + f"  ({run['seconds']:.0f} s)")
@@ -483,11 +493,17 @@ def evaluate_task(
         "rows": table_rows(task, results),
         "details": _details(results),
         "training": {name: {"seconds": run["seconds"], "steps": run["steps"],
-                            **{k: run[k] for k in ("probe", "head_from_probe") if k in run}}
+                            **{k: _relative(run[k], out_dir) if k == "model" else run[k]
+                               for k in ("probe", "head_from_probe", "model") if k in run}}
                      for name, run in arms.items()},
-        "figures": [str(Path(f).relative_to(out_dir.parent)) if out_dir.parent in Path(f).parents else str(f)
-                    for f in figures],
+        "figures": [_relative(str(f), out_dir) for f in figures],
     }
+
+
+def _relative(path: str, out_dir: Path) -> str:
+    """``path`` relative to the results folder (``out_dir``'s parent) when inside it."""
+    root = Path(out_dir).parent
+    return str(Path(path).relative_to(root)) if root in Path(path).parents else str(path)
 
 
 def _budget(cfg: Mapping[str, Any], datamodule, run: Mapping[str, Any]) -> dict[str, Any]:
@@ -633,7 +649,7 @@ def evaluate_checkpoint(
     ``configs`` maps a task to its config (default :func:`default_config_path`),
     ``protocols`` a task to its protocols (default :data:`DEFAULT_PROTOCOLS`); ``max_steps``
     is one budget for every task or one per task (default: each config's); ``options``
-    (``batch_size``, ``seed``, ``progress``, ``log``) go to :func:`evaluate_task`."""
+    (``batch_size``, ``seed``, ``progress``, ``log``, ``save_models``) go to :func:`evaluate_task`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = tuple(tasks or ("plane_detection", "saliency"))
@@ -794,6 +810,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="protocols for every task (default per task)")
     parser.add_argument("--seed", type=int, help="seed of every run (default the config's seed_everything)")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
+    parser.add_argument("--no-save-models", dest="save_models", action="store_false",
+                        help="do not write the trained models (<out>/<task>/<protocol>_<init>/model.ckpt)")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         configs = {}
@@ -805,6 +823,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.checkpoint, out, tasks=tasks, configs=configs, manifest=args.manifest,
             protocols={task: args.protocols for task in tasks} if args.protocols else None,
             max_steps=args.max_steps, batch_size=args.batch_size, seed=args.seed, progress=args.progress,
+            save_models=args.save_models,
         )
     except (UltrasslError, ValueError, FileNotFoundError, KeyError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
