@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from ultrassl.downstream.base import load_task_model, load_task_pipeline
 from ultrassl.engine.cli import UltrasslCLI
 
 
@@ -26,6 +27,10 @@ def test_plane_detection_config_fits_from_a_checkpoint_and_keeps_the_result(chec
     saved = torch.load(cli.summary["last_checkpoint"], map_location="cpu", weights_only=True)
     head = {k: v for k, v in saved["state_dict"].items() if k.startswith("head.")}
     assert torch.equal(head["head.1.weight"], cli.model.head[1].weight.detach())
+    # the checkpoint stands on its own: the model and the pipeline it was trained with
+    pipeline = load_task_pipeline(cli.summary["last_checkpoint"])
+    assert pipeline.size == (32, 40) and pipeline.clip_frames == 2
+    assert load_task_model(cli.summary["last_checkpoint"]).hparams.protocol == protocol
     metrics = pd.read_csv(f"{cli.summary['logs']}/metrics.csv")
     if protocol == "linear":  # the solved probe is validated once, as an epoch would have been
         assert metrics["val/macro_f1"].notna().sum() == 1

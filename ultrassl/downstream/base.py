@@ -126,6 +126,9 @@ class DownstreamModule(L.LightningModule):
         self.hparams.update(backbone=spec.name, backbone_kwargs=dict(spec.kwargs), in_channels=spec.in_channels)
         self.frozen = protocol == "linear"
         self.probe_fit: ProbeFit | None = None
+        #: the data pipeline's ``{"class_path", "init_args"}`` (set by ``ultrassl fit`` and
+        #: ``ultrassl evaluate``), saved in checkpoints for :func:`load_task_pipeline`
+        self.pipeline_config: dict[str, Any] | None = None
         if self.frozen:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
@@ -215,8 +218,11 @@ class DownstreamModule(L.LightningModule):
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # the task's class, so that load_task_model can rebuild it without the pretraining file
+        # the task's class, so that load_task_model can rebuild it without the pretraining file,
+        # and the pipeline it was trained with, so that load_task_pipeline can prepare new clips
         checkpoint["task_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        if self.pipeline_config is not None:
+            checkpoint["pipeline"] = self.pipeline_config
 
     # ----------------------------------------------------------------- logging
     def log_scalars(self, values: dict[str, Any], stage: str, batch_size: int) -> None:
@@ -317,6 +323,7 @@ def load_task_model(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"unknown task class {class_path!r}", path) from exc
     if not (isinstance(task_class, type) and issubclass(task_class, DownstreamModule)):
         raise CheckpointError(f"{class_path!r} is not a downstream task", path)
+    hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}  # LightningCLI's "_class_path"
     hparams.update(checkpoint=None, init="random", init_seed=0)
     model = task_class(**hparams)
     try:
@@ -324,3 +331,27 @@ def load_task_model(path: str | os.PathLike, map_location: str | torch.device = 
     except RuntimeError as exc:
         raise CheckpointError(f"weights do not fit {class_name}: {' '.join(str(exc).split())[:300]}", path) from exc
     return model.to(map_location).eval()
+
+
+def load_task_pipeline(path: str | os.PathLike):
+    """The data pipeline a downstream model was trained with, from its checkpoint (plain
+    values: the pipeline's class path and arguments), for preparing new clips as in training.
+
+    Raises:
+        CheckpointError: the checkpoint records no pipeline of this package.
+    """
+    import importlib
+
+    from ultrassl.pipelines.base import ClipPipeline
+
+    spec = read_checkpoint(path).get("pipeline")
+    if not isinstance(spec, Mapping) or "class_path" not in spec:
+        raise CheckpointError("the checkpoint records no data pipeline (saved by an older version or by hand)", path)
+    module_name, _, class_name = str(spec["class_path"]).rpartition(".")
+    try:
+        pipeline_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise CheckpointError(f"unknown pipeline class {spec['class_path']!r}", path) from exc
+    if not (isinstance(pipeline_class, type) and issubclass(pipeline_class, ClipPipeline)):
+        raise CheckpointError(f"{spec['class_path']!r} is not a clip pipeline", path)
+    return pipeline_class(**dict(spec.get("init_args") or {}))

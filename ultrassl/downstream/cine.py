@@ -1,4 +1,5 @@
-"""Whole cine loops: per-frame plane predictions and the frames where each plane is best seen.
+"""Whole cine loops: per-frame plane predictions, the frames where each plane is best seen,
+and per-frame saliency maps.
 
 A cine loop is one clip ``(C, N, H, W)`` holding all N frames, already through the task's
 pipeline (:meth:`ultrassl.pipelines.plane_detection.PlaneDetectionPipeline.cine_transform`).
@@ -75,6 +76,24 @@ def predict_cine_loop(
     if with_cams:
         out["cams"] = torch.cat(cams)
     return out
+
+
+@torch.no_grad()
+def predict_saliency_loop(model, loop: torch.Tensor, clip_frames: int, batch_size: int = 32) -> torch.Tensor:
+    """Saliency maps ``(N, H, W)`` (each a distribution over the pixels) for every frame of a
+    loop ``(C, N, H, W)``, windows as in :func:`predict_cine_loop`."""
+    was_training = model.training
+    model.eval()
+    try:
+        windows = window_indices(loop.shape[1], 1 if model.frame_wise else int(clip_frames))
+        maps = []
+        device = next(model.parameters()).device
+        for start in range(0, len(windows), batch_size):
+            clips = loop[:, windows[start:start + batch_size]].permute(1, 0, 2, 3, 4).to(device)
+            maps.append(model.predict_saliency(clips).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(maps)
 
 
 def best_frames(

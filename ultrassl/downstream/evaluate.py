@@ -58,7 +58,7 @@ from ultrassl.data.datasets import ManifestDataset
 from ultrassl.downstream import plots
 from ultrassl.downstream.base import DownstreamModule, build_encoder
 from ultrassl.downstream.checkpoint import PretrainedInfo, load_pretrained_backbone
-from ultrassl.downstream.cine import best_frames, predict_cine_loop, window_indices
+from ultrassl.downstream.cine import best_frames, predict_cine_loop, predict_saliency_loop
 from ultrassl.metrics.classification import ClassificationMetrics, RETRIEVAL_KS, retrieval_recall_at_k
 from ultrassl.metrics.saliency import LOWER_IS_BETTER, METRIC_NAMES, SaliencyEvaluator
 
@@ -240,23 +240,6 @@ def score_plane_detection(model, datamodule, keep_examples: int = 3) -> dict[str
             "loops": loops, "examples": examples}
 
 
-@torch.no_grad()
-def predict_saliency_loop(model, loop: torch.Tensor, clip_frames: int, batch_size: int = 32) -> torch.Tensor:
-    """Saliency maps ``(N, H, W)`` for every frame of a loop ``(C, N, H, W)`` (windows as in
-    :func:`ultrassl.downstream.cine.predict_cine_loop`)."""
-    was_training = model.training
-    model.eval()
-    try:
-        windows = window_indices(loop.shape[1], 1 if model.frame_wise else int(clip_frames))
-        maps = []
-        for start in range(0, len(windows), batch_size):
-            clips = loop[:, windows[start:start + batch_size]].permute(1, 0, 2, 3, 4).to(_device_of(model))
-            maps.append(model.predict_saliency(clips).cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(maps)
-
-
 def score_saliency(model, datamodule, keep_examples: int = 3) -> dict[str, Any]:
     """Every frame of every held-out loop: the seven saliency metrics, per frame then per
     video, and a few example frames with prediction and fixations."""
@@ -392,6 +375,7 @@ def run_arm(cfg: Mapping[str, Any], folder: Path, seed: int, progress: bool = Fa
     L.seed_everything(seed, workers=True, verbose=False)
     model = instantiate(cfg["model"])
     datamodule = instantiate(cfg["data"])
+    model.pipeline_config = _json_safe(copy.deepcopy(cfg["data"]["init_args"]["pipeline"]))
     started = time.perf_counter()
     with _quiet_lightning(not progress):
         trainer = _trainer(cfg.get("trainer", {}), folder, progress)

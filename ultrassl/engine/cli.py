@@ -134,6 +134,11 @@ class UltrasslCLI(LightningCLI):
     # ----------------------------------------------------------------- subcommand hooks
     def before_fit(self) -> None:
         check_model_matches_data(self.model, self.datamodule)
+        if hasattr(self.model, "pipeline_config"):  # downstream models keep their pipeline
+            data = _plain(self.config[str(self.subcommand)]).get("data") or {}
+            spec = (data.get("init_args") or {}).get("pipeline")
+            if isinstance(spec, dict) and "class_path" in spec:
+                self.model.pipeline_config = spec
 
     before_validate = before_test = before_fit
 
@@ -145,6 +150,17 @@ class UltrasslCLI(LightningCLI):
         self.summary = run_summary(self.trainer)
         if self.trainer.is_global_zero:
             print(summary_line(self.summary), flush=True)
+
+
+def _plain(value: Any) -> Any:
+    """A parsed config node as plain dicts and lists."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def default_loggers(root: str | os.PathLike) -> list:

@@ -8,7 +8,8 @@ Chain: ``SampleFramesd`` -> ``LoadClipd`` -> channels -> sector mask (ultrasound
 annotation steps -> resize -> intensity jitter (training, ``intensity_prob``) -> normalise.
 Validation draws the same way; the data module seeds validation items identically every
 epoch. :meth:`AnnotatedFramesPipeline.cine_transform` loads a whole cine loop (every frame)
-with its annotations, for per-frame predictions over the loop.
+with its annotations, for per-frame predictions over the loop;
+:meth:`AnnotatedFramesPipeline.inference_transform` the same without annotations.
 """
 
 from __future__ import annotations
@@ -84,3 +85,9 @@ class AnnotatedFramesPipeline(ClipPipeline):
     def cine_transform(self) -> Compose:
         """A whole loop: ``clip`` ``(C, N, H, W)`` with the annotations of its N frames."""
         return self._chain(AllFramesSampler(), augment=False)
+
+    def inference_transform(self) -> Compose:
+        """A whole loop as the model sees it, without annotations (new clips): ``clip``
+        ``(C, N, H, W)`` from an item ``{"path": ...}``."""
+        sampler = AllFramesSampler()
+        return Compose(self.load_steps(sampler, "clip") + self.resize_steps("clip") + self.finish_steps("clip"))
