@@ -207,6 +207,45 @@ def blend_density(image: np.ndarray, density: np.ndarray, alpha: float = 0.6) ->
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def model_map_heat(
+    image: np.ndarray,
+    model_map: np.ndarray,
+    sector: np.ndarray | None = None,
+    scale: int = 1,
+    alpha: float = 0.6,
+    shift_to_zero: bool = False,
+) -> np.ndarray:
+    """Blend a model's map of one frame (a saliency map or a class-activation map) over the
+    view :func:`render_view` made of that frame.
+
+    Args:
+        image: uint8 RGB ``(H * scale, W * scale, 3)`` from :func:`render_view`.
+        model_map: float ``(h, w)`` at the model's input size; resized to the frame ``(H, W)``
+            (the pipelines resize whole frames, so this puts it back in place).
+        sector: bool ``(H, W)``: where given, the map is zero outside it (with masking on, so
+            that nothing is drawn where burned-in text was).
+        scale: the view's enlargement.
+        alpha: opacity at the map's peak.
+        shift_to_zero: subtract the map's minimum (inside the sector) first: class-activation
+            maps are signed scores; saliency maps are already non-negative.
+
+    Returns:
+        uint8 RGB, the size of ``image``.
+    """
+    height, width = image.shape[0] // scale, image.shape[1] // scale
+    frame_map = cv2.resize(np.asarray(model_map, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    inside = np.ones((height, width), dtype=bool) if sector is None else np.asarray(sector, dtype=bool)
+    if not inside.any():
+        return image.copy()
+    if shift_to_zero:
+        frame_map = frame_map - float(frame_map[inside].min())
+    frame_map = np.where(inside, np.maximum(frame_map, 0.0), 0.0).astype(np.float32)
+    big = enlarge(frame_map, scale)
+    if sector is not None:  # interpolation must not carry the map past the enlarged sector's edge
+        big = np.where(enlarge_mask(inside, scale), big, 0.0).astype(np.float32)
+    return blend_density(image, big, alpha)
+
+
 def render_view(
     frame: np.ndarray,
     options: ViewOptions = ViewOptions(),

@@ -7,8 +7,12 @@ Run from the repository root::
 Shows, for a clip picked from the manifest's readable rows: one frame at a time (read alone
 through :func:`ultrassl.io.read_clip`), the detected scan sector, the ground-truth plane of
 the frame and of the whole clip, and the sonographer's gaze (fixation circles and a density
-map). Everything outside the scan sector, where scanners burn in patient details, is hidden
-unless the user turns masking off. The refused rows are listed with their reasons.
+map). With a trained plane-detection model (``--plane-model``, a ``model.ckpt`` of ``ultrassl
+evaluate`` or ``ultrassl fit``) it adds the predicted plane of every frame, where each plane is
+best seen and the class-activation map; with a saliency model (``--saliency-model``) the
+predicted saliency map. Everything outside the scan sector, where scanners burn in patient
+details, is hidden unless the user turns masking off. The refused rows are listed with their
+reasons.
 
 The drawing lives in :mod:`apps.overlays` and the reading in :mod:`apps.loading`; this file
 only lays out the page.
@@ -31,6 +35,7 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from apps import loading, overlays  # noqa: E402
+from ultrassl.downstream.inference import LoopPredictor  # noqa: E402
 from ultrassl.errors import UltrasslError  # noqa: E402
 from ultrassl.io import ClipInfo, probe_clip, read_clip  # noqa: E402
 from ultrassl.transforms.ultrasound import SectorMask  # noqa: E402
@@ -39,14 +44,24 @@ from ultrassl.transforms.ultrasound import SectorMask  # noqa: E402
 FRAME_CACHE_ENTRIES = 512
 #: widget keys, also used by the tests
 MANIFEST_KEY = "manifest_path"
+PLANE_MODEL_KEY = "plane_model_path"
+SALIENCY_MODEL_KEY = "saliency_model_path"
+
+
+def command_line(argv: list[str] | None = None) -> argparse.Namespace:
+    """``--manifest``, ``--plane-model`` and ``--saliency-model`` from the arguments after
+    ``streamlit run apps/viewer.py --`` (each ``""`` when absent)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--manifest", default="")
+    parser.add_argument("--plane-model", default="")
+    parser.add_argument("--saliency-model", default="")
+    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return known
 
 
 def manifest_from_command_line(argv: list[str] | None = None) -> str:
     """``--manifest`` from the arguments after ``streamlit run apps/viewer.py --``, or ``""``."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--manifest", default="")
-    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    return known.manifest
+    return command_line(argv).manifest
 
 
 def _stamp(path: str) -> tuple[int, int] | None:
@@ -98,6 +113,23 @@ def cached_labels(
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_fixations(path: str, stamp: tuple[int, int] | None) -> dict[int, np.ndarray]:
     return loading.load_fixations(path)
+
+
+# The model and its outputs stay in memory too; outputs are computed from sector-masked frames.
+@st.cache_resource(max_entries=4, show_spinner=False)
+def cached_predictor(path: str, stamp: tuple[int, int] | None) -> LoopPredictor:
+    return LoopPredictor(path)
+
+
+@st.cache_data(max_entries=16, show_spinner="Running the model over the clip...")
+def cached_prediction(model_path: str, model_stamp: tuple[int, int] | None, clip_path: str,
+                      clip_stamp: tuple[int, int] | None) -> dict:
+    """The model's output on every frame, as numpy arrays (see :class:`LoopPrediction`)."""
+    prediction = cached_predictor(model_path, model_stamp).predict(clip_path)
+    as_numpy = lambda t: None if t is None else t.numpy()  # noqa: E731
+    return {"task": prediction.task, "class_names": prediction.class_names,
+            "probabilities": as_numpy(prediction.probabilities), "cams": as_numpy(prediction.cams),
+            "saliency": as_numpy(prediction.saliency), "best_frames": prediction.best_frames}
 
 
 def _clip_title(row: pd.Series) -> str:
@@ -170,6 +202,52 @@ def _sidebar_options() -> tuple[overlays.ViewOptions, int, int]:
     return options, half_width, density_frames
 
 
+def _model_sidebar() -> tuple[str, str, bool, bool, float]:
+    """The model paths and their overlay switches: plane model, saliency model, show the
+    class-activation map, show the saliency map, opacity."""
+    if PLANE_MODEL_KEY not in st.session_state or SALIENCY_MODEL_KEY not in st.session_state:
+        args = command_line()
+        st.session_state.setdefault(PLANE_MODEL_KEY, args.plane_model)
+        st.session_state.setdefault(SALIENCY_MODEL_KEY, args.saliency_model)
+    st.sidebar.subheader("Models")
+    plane = st.sidebar.text_input(
+        "Plane-detection model", key=PLANE_MODEL_KEY,
+        help="model.ckpt of `ultrassl evaluate` (runs/.../plane_detection/<protocol>_<init>/) or of `ultrassl fit`.",
+    ).strip()
+    saliency = st.sidebar.text_input("Saliency model", key=SALIENCY_MODEL_KEY).strip()
+    cam = st.sidebar.toggle("Class-activation map", value=True, key="show_cam", disabled=not plane,
+                            help="Where the evidence for the predicted plane lies (CAM of its class).")
+    heat = st.sidebar.toggle("Predicted saliency", value=True, key="show_saliency", disabled=not saliency)
+    alpha = st.sidebar.slider("Model map opacity", 0.1, 1.0, 0.6, 0.05, key="model_alpha",
+                              disabled=not (plane or saliency))
+    return plane, saliency, cam and bool(plane), heat and bool(saliency), alpha
+
+
+def _predictions(plane_model: str, saliency_model: str, clip_path: str, clip_stamp, n_frames: int,
+                 notes: list[str]) -> dict[str, dict]:
+    """``{task: output}`` of the models given, for the clip; problems go to ``notes``."""
+    out = {}
+    for task, model_path in (("plane_detection", plane_model), ("saliency", saliency_model)):
+        if not model_path:
+            continue
+        try:
+            prediction = cached_prediction(model_path, _stamp(model_path), clip_path, clip_stamp)
+        except (UltrasslError, OSError) as exc:
+            notes.append(f"{task.replace('_', ' ').capitalize()} model not shown: {loading.describe_error(exc)}")
+            continue
+        if prediction["task"] != task:
+            notes.append(f"{model_path} is a {prediction['task'].replace('_', ' ')} model, not a "
+                         f"{task.replace('_', ' ')} one.")
+            continue
+        frames = len(prediction["probabilities"] if task == "plane_detection" else prediction["saliency"])
+        if frames != n_frames:
+            notes.append(f"{task.replace('_', ' ').capitalize()} model not shown: it saw {frames} frames, "
+                         f"the clip has {n_frames}.")
+            continue
+        out[task] = prediction
+    return out
+
+
 def _manifest_tables(ok: pd.DataFrame, refused: pd.DataFrame) -> None:
     with st.expander(f"Readable clips ({len(ok)})"):
         st.dataframe(loading.clip_table(ok), hide_index=True)
@@ -205,6 +283,7 @@ def main() -> None:
         "Clip", list(rows), format_func=lambda name: _clip_title(rows[name]), key=f"clip::{manifest_path}"
     )
     options, half_width, density_frames = _sidebar_options()
+    plane_model, saliency_model, show_cam, show_saliency, model_alpha = _model_sidebar()
     row = rows[clip_name]
     path = row["path"]
 
@@ -263,6 +342,14 @@ def main() -> None:
     around = loading.fixations_between(gaze, frame_index - density_frames, frame_index + density_frames)
     scale = overlays.display_scale(info.width)
     image = overlays.render_view(frame, options, sector, here, around, scale)
+    predictions = _predictions(plane_model, saliency_model, path, stamp, n_frames, notes)
+    map_sector = sector if options.hide_outside_sector else None
+    if show_cam and "plane_detection" in predictions:
+        cam = predictions["plane_detection"]["cams"][frame_index]
+        image = overlays.model_map_heat(image, cam, map_sector, scale, model_alpha, shift_to_zero=True)
+    if show_saliency and "saliency" in predictions:
+        image = overlays.model_map_heat(image, predictions["saliency"]["saliency"][frame_index], map_sector, scale,
+                                        model_alpha)
 
     left, right = st.columns([3, 1])
     with left:
@@ -277,6 +364,18 @@ def main() -> None:
             strip = overlays.plane_timeline(labels, colours, current=frame_index, width=image.shape[1])
             st.image(strip, caption="Ground-truth plane of every frame (▲ the current frame)", output_format="PNG")
             st.markdown(_legend(class_names, colours, set(labels.tolist())), unsafe_allow_html=True)
+        if "plane_detection" in predictions:
+            planes = predictions["plane_detection"]
+            predicted = planes["probabilities"].argmax(axis=1)
+            model_colours = overlays.class_colours(planes["class_names"])
+            strip = overlays.plane_timeline(predicted, model_colours, current=frame_index, width=image.shape[1])
+            st.image(strip, caption="Predicted plane of every frame (▲ the current frame)", output_format="PNG")
+            st.markdown(_legend(planes["class_names"], model_colours, set(predicted.tolist())), unsafe_allow_html=True)
+            if planes["best_frames"]:
+                st.caption("Where the model sees each plane best")
+                st.dataframe(pd.DataFrame([{"plane": name, "frame": entry["frame"], "probability": entry["probability"],
+                                            "frames predicted": len(entry["predicted_frames"])}
+                                           for name, entry in planes["best_frames"].items()]), hide_index=True)
         if fixations is not None:
             counts = loading.fixation_counts(fixations, n_frames)
             st.caption("Fixations per frame")
@@ -287,6 +386,12 @@ def main() -> None:
             st.metric("Plane (ground truth)", class_names[int(labels[frame_index])])
         elif not loading.has_sidecar(row, "frame_labels"):
             st.metric("Plane (ground truth)", "—", help="The manifest names no frame-label file for this clip.")
+        if "plane_detection" in predictions:
+            planes = predictions["plane_detection"]
+            probabilities = planes["probabilities"][frame_index]
+            best = int(probabilities.argmax())
+            st.metric("Plane (model)", planes["class_names"][best], delta=f"p = {probabilities[best]:.2f}",
+                      delta_color="off", delta_arrow="off")
         if fixations is not None:
             st.metric("Fixations on this frame", len(here))
         elif not loading.has_sidecar(row, "fixations"):

@@ -214,3 +214,21 @@ def test_frame_columns_cover_every_frame_in_order():
     assert many[-1] <= 999 and len(np.unique(many)) == 100
     strip = overlays.plane_timeline(np.zeros(1000, int), [(1, 2, 3)], current=999, width=100)
     assert (strip[-3:] == 255).any()
+
+
+def test_model_map_heat_puts_the_map_back_on_the_frame():
+    image = np.zeros((40, 60, 3), dtype=np.uint8)  # a 20 x 30 frame shown at scale 2
+    model_map = np.zeros((10, 15), dtype=np.float32)  # the model's input: half the frame size
+    model_map[2:4, 10:12] = 1.0  # a hot spot at frame rows 4-7, columns 20-23
+    out = overlays.model_map_heat(image, model_map, scale=2, alpha=1.0)
+    hot = np.unravel_index(np.argmax(out.astype(int).sum(axis=2)), out.shape[:2])
+    assert 8 <= hot[0] < 16 and 40 <= hot[1] < 48
+    # signed maps (class activation) are shifted so that their minimum shows nothing
+    signed = model_map - 5.0
+    np.testing.assert_array_equal(overlays.model_map_heat(image, signed, scale=2, alpha=1.0, shift_to_zero=True), out)
+    np.testing.assert_array_equal(overlays.model_map_heat(image, signed, scale=2, alpha=1.0), image)
+    # nothing is drawn outside the sector
+    sector = np.zeros((20, 30), dtype=bool)
+    sector[:, :15] = True
+    masked = overlays.model_map_heat(image, model_map, sector, scale=2, alpha=1.0)
+    np.testing.assert_array_equal(masked, image)  # the hot spot lies outside

@@ -1,0 +1,103 @@
+"""The viewer with trained models: predicted planes, class-activation maps, saliency maps."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from apps import overlays
+from tests.apps.test_viewer import VIEWER, _metric, fetal_set, renders  # noqa: F401 - fixtures
+from tests.downstream.helpers import TINY3D, loader_of, plane_batch, quick_trainer, saliency_batch
+from ultrassl.downstream.inference import LoopPredictor
+from ultrassl.downstream.plane_detection import PlaneDetection
+from ultrassl.downstream.saliency import SaliencyPrediction
+from ultrassl.synth.fetal_sweep import PLANE_CLASSES
+
+
+def _trained(path: Path, task: str) -> Path:
+    """A tiny model of ``task``, one step on random batches, saved with its pipeline."""
+    torch.manual_seed(0)
+    if task == "plane_detection":
+        model = PlaneDetection(init="random", class_names=list(PLANE_CLASSES), class_weights=None, **TINY3D)
+        batch = plane_batch(classes=len(PLANE_CLASSES))
+        pipeline = "ultrassl.pipelines.plane_detection.PlaneDetectionPipeline"
+    else:
+        model = SaliencyPrediction(init="random", n_splits=3, **TINY3D)
+        batch = saliency_batch()
+        pipeline = "ultrassl.pipelines.saliency.SaliencyPipeline"
+    model.pipeline_config = {"class_path": pipeline,
+                             "init_args": {"modality": "ultrasound", "in_channels": 1, "size": [32, 40], "clip_frames": 2}}
+    trainer = quick_trainer(1, limit_val_batches=0)
+    trainer.fit(model, loader_of(batch, 1))
+    trainer.save_checkpoint(path, weights_only=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {task: _trained(root / f"{task}.ckpt", task) for task in ("plane_detection", "saliency")}
+
+
+def _with_models(manifest: Path, plane: Path | None, saliency: Path | None = None) -> AppTest:
+    app = AppTest.from_file(VIEWER, default_timeout=120)
+    app.session_state["manifest_path"] = str(manifest)
+    app.session_state["plane_model_path"] = str(plane or "")
+    app.session_state["saliency_model_path"] = str(saliency or "")
+    return app.run()
+
+
+def test_predicted_plane_timeline_and_best_frames(fetal_set, renders, models):
+    app = _with_models(fetal_set, models["plane_detection"])
+    assert not app.exception and not app.warning
+    clip = fetal_set.parent / "sweeps" / "sweep_000.dcm"
+    prediction = LoopPredictor(models["plane_detection"]).predict(clip)
+    for frame in (0, 7):
+        app.slider(key=f"frame::{clip}").set_value(frame).run()
+        predicted = PLANE_CLASSES[int(prediction.predicted[frame])]
+        assert _metric(app, "Plane (model)") == predicted
+    assert any(image.captions[0].startswith("Predicted plane of every frame") for image in app.image)
+    if prediction.best_frames:
+        tables = [d.value for d in app.dataframe if "probability" in d.value.columns]
+        assert tables and set(tables[0]["plane"]) == set(prediction.best_frames)
+
+
+def test_model_maps_are_drawn_inside_the_sector_only(fetal_set, renders, models, monkeypatch):
+    shown = []
+    original = overlays.model_map_heat
+
+    def spy(image, model_map, sector=None, scale=1, alpha=0.6, shift_to_zero=False):
+        out = original(image, model_map, sector, scale, alpha, shift_to_zero)
+        shown.append(dict(before=image, after=out, sector=sector, scale=scale, shift=shift_to_zero))
+        return out
+
+    monkeypatch.setattr(overlays, "model_map_heat", spy)
+    app = _with_models(fetal_set, models["plane_detection"], models["saliency"])
+    assert not app.exception
+    assert [call["shift"] for call in shown] == [True, False]  # the CAM (signed), then the saliency map
+    for call in shown:
+        outside = ~overlays.enlarge_mask(call["sector"], call["scale"])
+        np.testing.assert_array_equal(call["after"][outside], call["before"][outside])
+        assert (call["after"] != call["before"]).any()
+    app.sidebar.toggle(key="show_cam").set_value(False).run()
+    assert [call["shift"] for call in shown[2:]] == [False]
+
+
+def test_models_from_the_command_line_and_bad_model_paths(fetal_set, renders, models, monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "argv", [VIEWER, "--manifest", str(fetal_set), "--plane-model",
+                                      str(models["plane_detection"]), "--saliency-model", str(tmp_path / "none.ckpt")])
+    app = AppTest.from_file(VIEWER, default_timeout=120).run()
+    assert not app.exception
+    assert app.sidebar.text_input(key="plane_model_path").value == str(models["plane_detection"])
+    assert "Plane (model)" in [m.label for m in app.metric]
+    assert any("Saliency model not shown: CheckpointError" in w.value and "none.ckpt" in w.value for w in app.warning)
+    # a model of the other task in the wrong box is named, not run as the wrong thing
+    app = _with_models(fetal_set, models["saliency"])
+    assert not app.exception
+    assert any("is a saliency model, not a plane detection one" in w.value for w in app.warning)
+    assert "Plane (model)" not in [m.label for m in app.metric]
