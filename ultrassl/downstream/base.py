@@ -206,6 +206,11 @@ class DownstreamModule(L.LightningModule):
     def on_train_start(self) -> None:
         if not (self.solves_probe or self.starts_from_probe):
             return
+        if self.trainer.world_size > 1:
+            # each process would solve on its own shard of the data and the copies would differ
+            raise ValueError("the L-BFGS probe (linear_solver='lbfgs' or head_init='probe') is solved in one "
+                             "process: train it with trainer.devices=1, or use linear_solver='sgd' and "
+                             "head_init='random' under DDP")
         hp = self.hparams
         self.probe_fit = fit_linear_probe(self, self.trainer.train_dataloader, passes=hp.probe_passes,
                                           l2=hp.probe_l2, max_iter=hp.probe_max_iter)
