@@ -69,6 +69,11 @@ def test_plane_detection_and_saliency_pretrained_beside_random_init(checkpoint_f
     assert planes["budget"]["linear_probe"].keys() == {"pretrained", "random_init"}
     assert "solved with L-BFGS" in (tmp_path / "results.md").read_text()
     assert [r["higher_is_better"] for r in saliency["rows"]] == [m != "KLD" for m in METRIC_NAMES]
+    # the reference every saliency model must beat: the mean training gaze map, image-blind
+    assert saliency["reference"] == "training gaze prior" and "reference" not in planes
+    prior = {r["metric"]: r["reference"] for r in saliency["rows"]}
+    assert 0.5 < prior["AUC-Judd"] <= 1.0 and prior["KLD"] >= 0.0
+    assert "training gaze prior (no model)" in (tmp_path / "results.md").read_text()
     # the per-frame report and the best frames of every held-out loop
     report = planes["details"]["finetune"]["pretrained"]["report"]
     assert sum(map(sum, report["confusion"])) == 2 * 16  # every frame of both held-out loops
@@ -193,3 +198,27 @@ def test_every_trained_arm_is_saved_and_loads_without_the_pretraining_file(check
                                   save_models=False)
     assert not list((tmp_path / "unsaved").rglob("*.ckpt"))
     assert all("model" not in run for run in results["tasks"]["saliency"]["training"].values())
+
+
+def test_training_gaze_prior_is_the_mean_density_of_the_training_gaze(fetal_manifest_two_held_out):
+    from ultrassl.data.datasets import ManifestDataset
+    from ultrassl.downstream.evaluate import training_gaze_prior
+
+    config = tiny_config("saliency")
+    config["data"]["init_args"]["manifest"] = str(fetal_manifest_two_held_out)
+    datamodule = instantiate(config["data"])
+    prior = training_gaze_prior(datamodule, sigma_px=1.5)
+    assert prior.shape == (32, 40) and float(prior.min()) >= 0 and abs(float(prior.sum()) - 1) < 1e-5
+    # its centre of mass is the mean fixation of the training frames (each frame weighs one)
+    train, _ = datamodule.split_tables()
+    dataset = ManifestDataset(train, datamodule.pipeline.cine_transform(), label_column=None)
+    centres = []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        for points, valid in zip(item["clip_fixations"], item["clip_fixations_valid"]):
+            if valid.any():
+                centres.append(points[valid].mean(dim=0))
+    expected = torch.stack(centres).mean(dim=0)
+    rows, columns = torch.meshgrid(torch.arange(32.0), torch.arange(40.0), indexing="ij")
+    centre = torch.stack([(prior * columns).sum(), (prior * rows).sum()])
+    assert torch.allclose(centre, expected, atol=1.0), (centre, expected)

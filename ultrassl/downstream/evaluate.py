@@ -60,7 +60,7 @@ from ultrassl.downstream.base import DownstreamModule, build_encoder
 from ultrassl.downstream.checkpoint import PretrainedInfo, load_pretrained_backbone
 from ultrassl.downstream.cine import best_frames, predict_cine_loop, predict_saliency_loop
 from ultrassl.metrics.classification import ClassificationMetrics, RETRIEVAL_KS, retrieval_recall_at_k
-from ultrassl.metrics.saliency import LOWER_IS_BETTER, METRIC_NAMES, SaliencyEvaluator
+from ultrassl.metrics.saliency import LOWER_IS_BETTER, METRIC_NAMES, SaliencyEvaluator, fixation_density_map
 
 TASKS = ("plane_detection", "saliency", "action_recognition")
 #: the runs of a comparison, in column order
@@ -244,13 +244,49 @@ def score_saliency(model, datamodule, keep_examples: int = 3) -> dict[str, Any]:
     """Every frame of every held-out loop: the seven saliency metrics, per frame then per
     video, and a few example frames with prediction and fixations."""
     pipeline = datamodule.pipeline
+    return _score_saliency_maps(datamodule, lambda loop: predict_saliency_loop(model, loop, pipeline.clip_frames),
+                                model.sigma_px(pipeline.size[1]), model.n_splits, keep_examples)
+
+
+def training_gaze_prior(datamodule, sigma_px: float) -> torch.Tensor:
+    """The mean fixation density of the training frames that have fixations, ``(H, W)``
+    summing to 1, at the pipeline's size: where sonographers look on average, whatever the
+    image (the "centre bias" baseline of saliency benchmarks, learned from the data)."""
+    train, _ = datamodule.split_tables()
+    dataset = ManifestDataset(train, datamodule.pipeline.cine_transform(), label_column=None)
+    total, frames = None, 0
+    for index in range(len(dataset)):
+        item = dataset[index]
+        density = fixation_density_map(item["clip_fixations"], tuple(item["clip"].shape[-2:]), sigma_px,
+                                       item["clip_fixations_valid"])
+        looked_at = density.flatten(1).sum(dim=1) > 0
+        summed = density[looked_at].sum(dim=0, dtype=torch.float64)
+        total = summed if total is None else total + summed
+        frames += int(looked_at.sum())
+    if not frames:
+        raise ValueError("no training frame has fixations: the gaze prior is undefined")
+    return (total / total.sum()).to(torch.float32)
+
+
+def score_gaze_prior(model, datamodule) -> dict[str, Any]:
+    """The held-out frames scored with :func:`training_gaze_prior` as every frame's map: the
+    reference a saliency model must beat to use the image at all."""
+    sigma = model.sigma_px(datamodule.pipeline.size[1])
+    prior = training_gaze_prior(datamodule, sigma)
+    return _score_saliency_maps(datamodule, lambda loop: prior.expand(loop.shape[1], *prior.shape), sigma,
+                                model.n_splits, keep_examples=0)
+
+
+def _score_saliency_maps(datamodule, predict: Callable[[torch.Tensor], torch.Tensor], sigma_px: float, n_splits: int,
+                         keep_examples: int) -> dict[str, Any]:
+    pipeline = datamodule.pipeline
     dataset = ManifestDataset(_held_out_table(datamodule), pipeline.cine_transform(), label_column=None)
-    evaluator = SaliencyEvaluator(sigma_px=model.sigma_px(pipeline.size[1]), n_splits=model.n_splits, seed=0)
+    evaluator = SaliencyEvaluator(sigma_px=sigma_px, n_splits=n_splits, seed=0)
     examples = []
     per_loop = max(1, keep_examples // len(dataset))
     for index in range(len(dataset)):
         item = dataset[index]
-        maps = predict_saliency_loop(model, item["clip"], pipeline.clip_frames)
+        maps = predict(item["clip"])
         points, valid = item["clip_fixations"], item["clip_fixations_valid"]
         evaluator.update(maps, points, valid, video_ids=[str(item["path"])] * len(maps))
         looked_at = torch.nonzero(valid.any(dim=1)).flatten()
@@ -471,10 +507,20 @@ def evaluate_task(
             recall = knn_retrieval(encoder, datamodule, datamodule.val_batch_size)
             results["knn"][init] = {"metrics": recall, "examples": []}
             say(f"[{task}] knn / {init}: " + ", ".join(f"{k} {v:.4f}" for k, v in recall.items()))
+    reference = None
+    if task == "saliency":  # model, datamodule: the last arm's (the data are the same for all arms)
+        reference = {"name": "training gaze prior", "metrics": score_gaze_prior(model, datamodule)["metrics"]}
+        say(f"[{task}] {reference['name']} (no model): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in reference["metrics"].items()))
     figures = draw_task_figures(task, results, arms, out_dir)
+    rows = table_rows(task, results)
+    if reference is not None:
+        for row in rows:
+            row["reference"] = _plain(reference["metrics"][row["metric"]])
     return {
         "budget": budget,
-        "rows": table_rows(task, results),
+        **({"reference": reference["name"]} if reference is not None else {}),
+        "rows": rows,
         "details": _details(results),
         "training": {name: {"seconds": run["seconds"], "steps": run["steps"],
                             **{k: _relative(run[k], out_dir) if k == "model" else run[k]
@@ -675,12 +721,15 @@ def format_table(results: Mapping[str, Any]) -> str:
         probe = " (linear: L-BFGS probe to convergence)" if budget.get("linear_probe") else ""
         lines.append(f"{task}  (budget: {budget.get('max_steps')} steps x batch {budget.get('batch_size')}{probe}, "
                      f"{budget.get('train_videos')} training / {budget.get('held_out_videos')} held-out videos)")
-        lines.append(f"  {'protocol':<9} {'metric':<15} {'pretrained':>10} {'random init':>12}")
+        reference = entry.get("reference")
+        head = f"  {'protocol':<9} {'metric':<15} {'pretrained':>10} {'random init':>12}"
+        lines.append(head + (f"   {reference} (no model)" if reference else ""))
         for row in entry["rows"]:
             better = _better(row)
             mark = {"pretrained": " <", "random_init": "  >", None: ""}[better]
-            lines.append(f"  {row['protocol']:<9} {row['metric']:<15} {_cell(row['pretrained']):>10} "
-                         f"{_cell(row['random_init']):>12}{mark}")
+            line = (f"  {row['protocol']:<9} {row['metric']:<15} {_cell(row['pretrained']):>10} "
+                    f"{_cell(row['random_init']):>12}{mark}")
+            lines.append(line + (f"{'':<{3 - len(mark)}}{_cell(row.get('reference')):>12}" if reference else ""))
     return "\n".join(lines)
 
 
@@ -717,20 +766,26 @@ def format_markdown(results: Mapping[str, Any]) -> str:
              f"pretrained for {results.get('pretraining_step')} steps", "",
              "Both columns train with the same budget, data order and seed; only the encoder's "
              "starting weights differ. KLD: lower is better; every other metric: higher is better. "
-             "**Bold**: the better of the two.", ""]
+             "**Bold**: the better of the two."
+             + (" The saliency table adds the training gaze prior: the mean fixation density of the training "
+                "frames used as every frame's prediction, which a model must beat to make any use of the image."
+                if any(entry.get("reference") for entry in results["tasks"].values()) else ""), ""]
     for task, entry in results["tasks"].items():
         budget = entry["budget"]
+        reference = entry.get("reference")
         lines += [f"## {task}", "",
                   f"Budget: {budget.get('max_steps')} optimiser steps, batch {budget.get('batch_size')}, "
                   f"learning rate {_lr_text(budget.get('lr'))}, seed {budget.get('seed')}; "
                   f"{budget.get('train_videos')} training and "
                   f"{budget.get('held_out_videos')} held-out videos.{_probe_text(budget)}", "",
-                  "| protocol | metric | pretrained | random init |", "| --- | --- | ---: | ---: |"]
+                  "| protocol | metric | pretrained | random init |" + (f" {reference} (no model) |" if reference else ""),
+                  "| --- | --- | ---: | ---: |" + (" ---: |" if reference else "")]
         for row in entry["rows"]:
             better = _better(row)
             cells = [_cell(row[k]) for k in INITS]
             cells = [f"**{c}**" if better == k else c for c, k in zip(cells, INITS)]
-            lines.append(f"| {row['protocol']} | {row['metric']} | {cells[0]} | {cells[1]} |")
+            extra = f" {_cell(row.get('reference'))} |" if reference else ""
+            lines.append(f"| {row['protocol']} | {row['metric']} | {cells[0]} | {cells[1]} |{extra}")
         if entry.get("figures"):
             lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in entry["figures"])]
         lines.append("")
