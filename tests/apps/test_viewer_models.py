@@ -11,7 +11,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from apps import overlays
-from tests.apps.test_viewer import VIEWER, _metric, fetal_set, renders  # noqa: F401 - fixtures
+from tests.apps.test_viewer import VIEWER, _metric
 from tests.downstream.helpers import TINY3D, loader_of, plane_batch, quick_trainer, saliency_batch
 from ultrassl.downstream.inference import LoopPredictor
 from ultrassl.downstream.plane_detection import PlaneDetection
