@@ -36,6 +36,7 @@ from torch import nn
 from ultrassl.downstream.checkpoint import (
     BackboneSpec,
     CheckpointError,
+    class_from_checkpoint,
     PretrainedInfo,
     load_pretrained_backbone,
     random_init_backbone,
@@ -185,10 +186,16 @@ class DownstreamModule(L.LightningModule):
             return self.backbone.forward_features(x)
 
     # ----------------------------------------------------------------- linear probe
+    @classmethod
+    def probe_is_solved(cls, protocol: str, linear_solver: str = "lbfgs") -> bool:
+        """Whether this task, run with ``protocol`` and ``linear_solver``, solves a linear probe
+        with L-BFGS instead of training by SGD (see the class docstring)."""
+        return protocol == "linear" and cls.has_linear_probe and linear_solver == "lbfgs"
+
     @property
     def solves_probe(self) -> bool:
         """Whether fitting solves a linear probe with L-BFGS instead of training by SGD."""
-        return self.frozen and self.has_linear_probe and self.hparams.linear_solver == "lbfgs"
+        return self.probe_is_solved(self.hparams.protocol, self.hparams.linear_solver)
 
     def probe_features(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Features ``(N, F)`` the probe head reads and their targets ``(N,)`` (-1: unlabelled)."""
@@ -314,27 +321,19 @@ def load_task_model(path: str | os.PathLike, map_location: str | torch.device = 
     Raises:
         CheckpointError: the file cannot be read or holds no downstream task model.
     """
-    import importlib
-
     checkpoint = read_checkpoint(path)
     class_path = checkpoint.get("task_class")
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     if not class_path or "state_dict" not in checkpoint or not hparams.get("backbone"):
         raise CheckpointError("not a downstream task checkpoint (no task class, weights or backbone)", path)
-    module_name, _, class_name = str(class_path).rpartition(".")
-    try:
-        task_class = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise CheckpointError(f"unknown task class {class_path!r}", path) from exc
-    if not (isinstance(task_class, type) and issubclass(task_class, DownstreamModule)):
-        raise CheckpointError(f"{class_path!r} is not a downstream task", path)
+    task_class = class_from_checkpoint(class_path, DownstreamModule, "downstream task", path)
     hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}  # LightningCLI's "_class_path"
     hparams.update(checkpoint=None, init="random", init_seed=0)
     model = task_class(**hparams)
     try:
         model.load_state_dict(checkpoint["state_dict"], strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"weights do not fit {class_name}: {' '.join(str(exc).split())[:300]}", path) from exc
+        raise CheckpointError(f"weights do not fit {task_class.__name__}: {' '.join(str(exc).split())[:300]}", path) from exc
     return model.to(map_location).eval()
 
 
@@ -345,18 +344,10 @@ def load_task_pipeline(path: str | os.PathLike):
     Raises:
         CheckpointError: the checkpoint records no pipeline of this package.
     """
-    import importlib
-
     from ultrassl.pipelines.base import ClipPipeline
 
     spec = read_checkpoint(path).get("pipeline")
     if not isinstance(spec, Mapping) or "class_path" not in spec:
         raise CheckpointError("the checkpoint records no data pipeline (saved by an older version or by hand)", path)
-    module_name, _, class_name = str(spec["class_path"]).rpartition(".")
-    try:
-        pipeline_class = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise CheckpointError(f"unknown pipeline class {spec['class_path']!r}", path) from exc
-    if not (isinstance(pipeline_class, type) and issubclass(pipeline_class, ClipPipeline)):
-        raise CheckpointError(f"{spec['class_path']!r} is not a clip pipeline", path)
+    pipeline_class = class_from_checkpoint(spec["class_path"], ClipPipeline, "clip pipeline", path)
     return pipeline_class(**dict(spec.get("init_args") or {}))

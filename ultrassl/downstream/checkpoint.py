@@ -17,6 +17,7 @@ Checkpoints are read with ``torch.load(weights_only=True)``: nothing in them is 
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,6 +86,30 @@ class PretrainedInfo:
     def as_dict(self) -> dict[str, Any]:
         """Plain values, for result tables and logs."""
         return asdict(self)
+
+
+def import_class(class_path: str) -> Any:
+    """The object a dotted ``"package.module.Name"`` path names (as LightningCLI's ``class_path``).
+
+    Raises:
+        ImportError, AttributeError, ValueError: the module or the name does not exist.
+    """
+    module_name, _, name = str(class_path).rpartition(".")
+    if not module_name:
+        raise ValueError(f"{class_path!r} is not a dotted 'module.Name' path")
+    return getattr(importlib.import_module(module_name), name)
+
+
+def class_from_checkpoint(class_path: str, base: type, what: str, path: str | os.PathLike) -> type:
+    """The subclass of ``base`` a checkpoint names; :class:`CheckpointError` otherwise (the
+    name is checked before anything is built from it)."""
+    try:
+        found = import_class(class_path)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise CheckpointError(f"unknown {what} class {class_path!r}", path) from exc
+    if not (isinstance(found, type) and issubclass(found, base)):
+        raise CheckpointError(f"{class_path!r} is not a {what}", path)
+    return found
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

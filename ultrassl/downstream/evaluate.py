@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib
 import json
 import logging
 import math
@@ -57,7 +56,7 @@ from lightning.pytorch.loggers import CSVLogger
 from ultrassl.data.datasets import ManifestDataset
 from ultrassl.downstream import plots
 from ultrassl.downstream.base import DownstreamModule, build_encoder
-from ultrassl.downstream.checkpoint import PretrainedInfo, load_pretrained_backbone
+from ultrassl.downstream.checkpoint import PretrainedInfo, import_class, load_pretrained_backbone
 from ultrassl.downstream.cine import best_frames, predict_cine_loop, predict_saliency_loop
 from ultrassl.metrics.classification import ClassificationMetrics, RETRIEVAL_KS, retrieval_recall_at_k
 from ultrassl.metrics.saliency import LOWER_IS_BETTER, METRIC_NAMES, SaliencyEvaluator, fixation_density_map
@@ -113,8 +112,7 @@ def task_of(config: Mapping[str, Any]) -> str:
 def instantiate(spec: Any) -> Any:
     """Build ``{"class_path": ..., "init_args": {...}}`` specs recursively (as LightningCLI)."""
     if isinstance(spec, Mapping) and "class_path" in spec:
-        module_name, _, class_name = str(spec["class_path"]).rpartition(".")
-        cls = getattr(importlib.import_module(module_name), class_name)
+        cls = import_class(spec["class_path"])
         return cls(**{k: instantiate(v) for k, v in (spec.get("init_args") or {}).items()})
     if isinstance(spec, Mapping):
         return {k: instantiate(v) for k, v in spec.items()}
@@ -186,12 +184,11 @@ def arm_config(
 
 
 def task_solves_probe(cfg: Mapping[str, Any]) -> bool:
-    """Whether the config's model solves its linear probe by L-BFGS (see
-    :class:`~ultrassl.downstream.base.DownstreamModule`) rather than by SGD steps."""
-    module_name, _, class_name = str(cfg["model"]["class_path"]).rpartition(".")
-    model_class = getattr(importlib.import_module(module_name), class_name)
-    solver = (cfg["model"].get("init_args") or {}).get("linear_solver", "lbfgs")
-    return bool(getattr(model_class, "has_linear_probe", False)) and solver == "lbfgs"
+    """Whether the config's model solves its linear probe by L-BFGS rather than by SGD steps
+    (:meth:`~ultrassl.downstream.base.DownstreamModule.probe_is_solved`)."""
+    init_args = cfg["model"].get("init_args") or {}
+    return import_class(cfg["model"]["class_path"]).probe_is_solved(
+        init_args.get("protocol", "finetune"), init_args.get("linear_solver", "lbfgs"))
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -479,7 +476,7 @@ def evaluate_task(
         for init in INITS:
             cfg = arm_config(config, info, str(checkpoint), init, protocol, manifest=manifest, max_steps=max_steps,
                              batch_size=batch_size, seed=seed)
-            solved = protocol == "linear" and task_solves_probe(cfg)
+            solved = task_solves_probe(cfg)
             say(f"[{task}] {protocol} / {init}: " + ("solving the linear probe on the frozen features (L-BFGS)" if solved
                                                      else f"training {cfg['trainer'].get('max_steps')} steps"))
             folder = out_dir / f"{protocol}_{init}"
