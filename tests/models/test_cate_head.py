@@ -69,6 +69,28 @@ def test_encodings_change_when_the_drawn_augmentation_changes():
     torch.testing.assert_close(shared["crop"], torch.zeros(6, 4))
 
 
+@pytest.mark.parametrize("fps", [25.0, math.nan])
+def test_speed_encoding_is_log2_of_the_stride_ratio_when_views_draw_their_strides(fps):
+    chain = Compose([SampleFramesd(PairSampler(4, strides=(1, 2, 4)), VIEWS)])
+    chain.set_random_state(0)
+    batch = default_collate([chain({"n_frames": 90, "fps": fps}) for _ in range(32)])
+    speed = augmentation_tokens(batch, "view1", "view2", ["speed"], default_fps=10.0)["speed"][:, 0]
+    stride1, stride2 = (batch[f"{view}_params"]["temporal"]["stride"] for view in VIEWS)
+    torch.testing.assert_close(speed, torch.log2(stride1 / stride2).float())
+    assert set(speed.tolist()) == {-2.0, -1.0, 0.0, 1.0, 2.0}  # every ratio of {1, 2, 4}
+    reverse = augmentation_tokens(batch, "view2", "view1", ["speed"])["speed"][:, 0]
+    torch.testing.assert_close(reverse, -speed)
+
+
+def test_speed_encoding_compares_seconds_per_step_across_frame_rates():
+    # a view at stride 2 of 50 fps plays at the speed of stride 1 at 25 fps
+    temporal = lambda stride, fps: {"temporal": {"stride": torch.tensor([stride]), "fps": torch.tensor([fps])}}  # noqa: E731
+    batch = {"view1_params": temporal(2, 50.0), "view2_params": temporal(1, 25.0)}
+    assert augmentation_tokens(batch, "view1", "view2", ["speed"])["speed"].item() == 0.0
+    batch["view1_params"] = temporal(4, 25.0)
+    assert augmentation_tokens(batch, "view1", "view2", ["speed"])["speed"].item() == 2.0
+
+
 def test_unknown_frame_rate_falls_back_to_the_default_fps():
     batch = _batch(seed=0, fps=math.nan)
     tokens = augmentation_tokens(batch, "view1", "view2", ["time"], default_fps=10.0)

@@ -64,6 +64,10 @@ def test_cvrl_per_frame_switch_draws_every_frame(fetal_manifest):
 
 def test_cvrl_options_reach_the_sampler_and_bad_ones_are_refused():
     assert CVRLPipeline(gap="increasing").sampler().gap == "increasing"
+    assert CVRLPipeline().sampler().strides is None  # CVRL: one stride for both views
+    assert CVRLPipeline(strides=[1, 2, 4]).sampler().strides == (1, 2, 4)
+    with pytest.raises(ValueError, match="strides"):
+        CVRLPipeline(strides=[0, 2])
     with pytest.raises(ValueError, match="keep_sector_mask"):
         CVRLPipeline(keep_sector_mask=True)
     with pytest.raises(ValueError, match="blur_prob"):
@@ -102,3 +106,12 @@ def test_cate_items_give_tokens_and_per_frame_is_refused(fetal_manifest):
     assert tokens["crop"].abs().sum() > 0
     with pytest.raises(ValueError, match="per_frame"):
         CATEPipeline(per_frame=True)
+
+
+def test_cate_views_at_drawn_strides_give_speed_encodings_that_vary(fetal_manifest):
+    batch = _batch(fetal_manifest, CATEPipeline(size=SIZE, num_frames=4, strides=[1, 2, 4]), 12)
+    speed = augmentation_tokens(batch, "view1", "view2", ["speed"])["speed"][:, 0]
+    stride1, stride2 = (batch[f"{view}_params"]["temporal"]["stride"] for view in ("view1", "view2"))
+    torch.testing.assert_close(speed, torch.log2(stride1 / stride2).float())
+    assert len(set(speed.tolist())) > 1, speed
+    assert batch["view1"].shape == batch["view2"].shape  # same T frames whatever the speed

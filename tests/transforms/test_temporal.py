@@ -38,6 +38,7 @@ def samplers(short_clip="reduce_stride"):
         (PairSampler(8, 2, **s), 2),
         (PairSampler(8, 2, gap="uniform", **s), 2),
         (PairSampler(8, 2, gap="increasing", **s), 2),
+        (PairSampler(8, 2, strides=(1, 2, 4), **s), 2),
         (TripletSampler(8, 2, **s), 3),
         (PastCurrentFutureSampler(4, 2, **s), 3),
         (PastCurrentFutureSampler(4, 2, with_instance_view=True, **s), 4),
@@ -185,6 +186,47 @@ def test_pair_short_video_draws_independent_starts():
         assert out.params[0]["stride"] == 2  # 8 frames at stride 2 fit in 20
         assert out.indices.max() < 20
     assert len({tuple(out.indices[:, 0]) for out in outs}) > 10
+
+
+def test_pair_per_view_strides_vary_and_both_views_fit():
+    sampler = PairSampler(8, 2, strides=(1, 2, 4)).set_random_state(0)
+    pairs = []
+    for _ in range(600):
+        out = sampler(40, 25.0)  # a view at stride 4 spans 29 frames: M = 11 when one is drawn
+        strides = [p["stride"] for p in out.params]
+        for row, stride in zip(out.indices, strides):
+            np.testing.assert_array_equal(np.diff(row), stride)
+        assert out.indices.max() < 40 and not out.params[0]["independent"]
+        assert not any(p["stride_reduced"] for p in out.params)
+        assert out.params[0]["gap_frames"] == abs(int(out.indices[1, 0]) - int(out.indices[0, 0]))
+        pairs.append(tuple(strides))
+    counts = {pair: pairs.count(pair) for pair in set(pairs)}
+    # each view draws on its own: all 9 (view 0, view 1) combinations, about equally often
+    assert len(counts) == 9 and min(counts.values()) > 600 / 9 * 0.6, counts
+    # the fixed-stride sampler keeps one stride for both views
+    fixed = PairSampler(8, 2).set_random_state(0)
+    assert all({p["stride"] for p in fixed(40, 25.0).params} == {2} for _ in range(50))
+
+
+def test_pair_per_view_strides_follow_the_frame_rate():
+    sampler = PairSampler(4, strides=(1, 2), target_fps=25.0).set_random_state(1)
+    seen = {(p["stride"], p["fps"]) for _ in range(100) for p in sampler(200, 50.0).params}
+    assert seen == {(2, 50.0), (4, 50.0)}  # the same seconds per step as 1 and 2 at 25 fps
+    with pytest.raises(ValueError, match="strides"):
+        PairSampler(4, strides=(1, 0))
+    with pytest.raises(ValueError, match="strides"):
+        PairSampler(4, strides=())
+
+
+def test_pair_per_view_strides_on_a_short_video_fit_each_view_alone():
+    sampler = PairSampler(8, strides=(1, 4)).set_random_state(0)  # stride 4 needs 29 frames
+    outs = [sampler(20, 25.0) for _ in range(200)]
+    for out in outs:
+        for row, p in zip(out.indices, out.params):
+            np.testing.assert_array_equal(np.diff(row), p["stride"])
+            assert p["stride_reduced"] == (p["stride"] == 2)  # 4 lowered to the largest that fits
+        assert out.indices.max() < 20
+        assert out.params[0]["independent"] == any(p["stride_reduced"] for p in out.params)
 
 
 # ----------------------------------------------------------------------- triplets

@@ -11,6 +11,11 @@ pulls the two outputs together. Which encodings are used is a config choice
 (``tokens: [time, crop, flip]``); ``tokens: []`` is the no-encoding ablation (CVRL with a
 transformer head).
 
+Logged: ``loss``; ``contrastive_acc``, the top-1 retrieval of the positive among the
+``2N - 1`` candidates of NT-Xent (chance ``1 / (2N - 1)`` for N pairs in the batch, or in the
+global batch with ``gather_distributed``); ``{kind}_token_std``, each encoding's spread over the
+batch (0 for an encoding that never varies).
+
 Batch layout: clips ``(B, C, T, H, W)`` under ``view_keys`` and their records
 ``"{key}_params"["temporal" | "resized_crop" | "flip"]``.
 """
@@ -100,7 +105,8 @@ class CATE(PretrainModule):
         def move(tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             return {kind: value.to(device) for kind, value in tokens.items()}
 
-        pairs = [(self.head(f0, move(self.tokens(batch, first_key, second_key))), self.head(f1, identity))]
+        query_tokens = move(self.tokens(batch, first_key, second_key))
+        pairs = [(self.head(f0, query_tokens), self.head(f1, identity))]
         if self.symmetric:
             pairs.append((self.head(f1, move(self.tokens(batch, second_key, first_key))), self.head(f0, identity)))
         losses, accuracies = [], []
@@ -108,4 +114,9 @@ class CATE(PretrainModule):
             logits, labels = self.criterion.logits_and_labels(query, target)
             losses.append(F.cross_entropy(logits, labels))
             accuracies.append((logits.detach().argmax(dim=1) == labels).float().mean())
-        return {"loss": torch.stack(losses).mean(), "contrastive_acc": torch.stack(accuracies).mean()}
+        outputs = {"loss": torch.stack(losses).mean(), "contrastive_acc": torch.stack(accuracies).mean()}
+        # An encoding that is the same for every pair tells the head nothing (e.g. speed when
+        # both views share one stride); its spread over the batch shows that in the logs.
+        for kind, value in query_tokens.items():
+            outputs[f"{kind}_token_std"] = value.std(dim=0, unbiased=False).mean()
+        return outputs

@@ -5,7 +5,9 @@ from :class:`~ultrassl.transforms.temporal.PairSampler`, a random resized crop, 
 colour (natural) or intensity (ultrasound) jitter, the asymmetric blur and solarisation. CATE's
 encodings are built from the recorded draws (``"view{1,2}_params"`` ``temporal``,
 ``resized_crop``, ``flip``), which describe a clip only when one draw covers all its
-frames, so per-frame augmentation is refused.
+frames, so per-frame augmentation is refused. CATE's speed encoding needs the two views to
+play at different speeds: give ``strides`` (e.g. ``[1, 2, 4]``, one draw per view); with the
+one fixed ``stride`` every pair plays at the same speed and the encoding is always 0.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ recorded under ``"view{1,2}_params"`` (``temporal``, ``resized_crop``, ``flip``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from monai.transforms import Compose, Transform
@@ -44,6 +45,9 @@ class CVRLPipeline(ClipPipeline):
     Args:
         num_frames: T frames per view.
         stride: s, frames between consecutive frames of a view (at ``target_fps`` when given).
+        strides: when given, each view draws its own stride from this set instead of ``stride``
+            (playback-speed augmentation, e.g. ``[1, 2, 4]``; CATE's speed encoding reads it);
+            None keeps CVRL's one fixed stride.
         gap: start-gap distribution of the pair: ``"decreasing"``, ``"uniform"``, ``"increasing"``.
         per_frame: draw every augmentation per frame instead of per clip (ablation).
         crop_scale: range of the crop's area as a fraction of the frame's.
@@ -79,6 +83,7 @@ class CVRLPipeline(ClipPipeline):
         blur_prob: tuple[float, float] = (1.0, 0.1),
         blur_sigma: tuple[float, float] = (0.1, 2.0),
         solarize_prob: tuple[float, float] = (0.0, 0.2),
+        strides: Sequence[int] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -89,6 +94,7 @@ class CVRLPipeline(ClipPipeline):
             )
         self.num_frames = num_frames
         self.stride = stride
+        self.strides = None if strides is None else [int(s) for s in strides]
         self.gap = gap
         self.per_frame = per_frame
         self.crop_scale = tuple(crop_scale)
@@ -106,7 +112,9 @@ class CVRLPipeline(ClipPipeline):
         self.augment_steps()
 
     def sampler(self) -> PairSampler:
-        return PairSampler(self.num_frames, self.stride, gap=self.gap, **self.sampler_options())
+        return PairSampler(
+            self.num_frames, self.stride, gap=self.gap, strides=self.strides, **self.sampler_options()
+        )
 
     def view_steps(self, view: str, index: int) -> list[Transform]:
         """The strong augmentation of one view; ``index`` 0 or 1 picks the blur/solarise pair."""

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -289,6 +289,11 @@ class PairSampler(ClipSampler):
     ``short_clip`` policy then applies), get two independent starts uniform over
     ``[0, M]`` instead, as CVRL does (``independent``).
 
+    Playback speed. By default both views use ``stride`` (CVRL). With ``strides``, each view
+    draws its own stride uniformly from that set (e.g. ``(1, 2, 4)``), so the two views of a
+    pair may play at different speeds (CATE's speed augmentation); each view's ``stride``
+    field records its own. ``M`` is then the largest start at which both views fit.
+
     Extra fields (equal in both views): ``gap_frames`` (distance between the two starts),
     ``gap_s`` (the same in seconds, NaN when the frame rate is unknown), ``swapped``,
     ``independent``.
@@ -301,11 +306,24 @@ class PairSampler(ClipSampler):
         gap: GapDistribution = "decreasing",
         target_fps: float | None = None,
         short_clip: ShortClipPolicy = "reduce_stride",
+        strides: Sequence[int] | None = None,
     ):
         super().__init__(num_frames, stride, target_fps, short_clip)
         if gap not in ("decreasing", "uniform", "increasing"):
             raise ValueError(f"gap must be 'decreasing', 'uniform' or 'increasing', got {gap!r}")
         self.gap = gap
+        if strides is not None:
+            strides = tuple(_positive_int(s, "strides") for s in strides)
+            if not strides:
+                raise ValueError("strides must name at least one stride (or be None for the fixed stride)")
+        self.strides = strides
+
+    def draw_strides(self) -> list[int]:
+        """The two views' strides (before frame-rate scaling)."""
+        if self.strides is None:
+            # no draw: a fixed-stride sampler consumes the random stream as it always has
+            return [self.stride, self.stride]
+        return [self.strides[int(self.R.randint(len(self.strides)))] for _ in range(2)]
 
     def draw_gap(self, max_start: int) -> int:
         """A start gap in ``[0, max_start]`` from the configured distribution."""
@@ -319,27 +337,31 @@ class PairSampler(ClipSampler):
         return min(int((max_start + 1) * fraction), max_start)
 
     def sample(self, n_frames: int, fps: float | None) -> ClipSampling:
-        stride = self.scaled(self.stride, fps)
-        fit = self.fit(n_frames, stride, self.clip_layout, f"{self.num_frames} frames at stride {stride}")
-        independent = fit.stride_reduced or fit.padded
+        fits = []
+        for requested in self.draw_strides():
+            stride = self.scaled(requested, fps)
+            fits.append(self.fit(n_frames, stride, self.clip_layout, f"{self.num_frames} frames at stride {stride}"))
+        independent = any(fit.stride_reduced or fit.padded for fit in fits)
         if independent:
-            starts = [int(self.R.randint(fit.max_start + 1)), int(self.R.randint(fit.max_start + 1))]
+            starts = [int(self.R.randint(fit.max_start + 1)) for fit in fits]
         else:
-            gap = self.draw_gap(fit.max_start)
-            first = int(self.R.randint(fit.max_start - gap + 1))
+            max_start = min(fit.max_start for fit in fits)
+            gap = self.draw_gap(max_start)
+            first = int(self.R.randint(max_start - gap + 1))
             starts = [first, first + gap]
         swapped = bool(self.R.random_sample() < 0.5)
         if swapped:
-            starts = starts[::-1]
+            # each start goes with the stride it was placed for (strides are drawn alike per view)
+            starts, fits = starts[::-1], fits[::-1]
         gap_frames = abs(starts[1] - starts[0])
-        indices = self.place(starts, np.repeat(fit.offsets, 2, axis=0), n_frames)
+        indices = np.concatenate([self.place([start], fit.offsets, n_frames) for start, fit in zip(starts, fits)])
         extra = {
             "gap_frames": gap_frames,
             "gap_s": gap_frames / fps if fps else math.nan,
             "swapped": int(swapped),
             "independent": bool(independent),
         }
-        params = [self.view_params(v, indices[v], fit, n_frames, fps, **extra) for v in range(2)]
+        params = [self.view_params(v, indices[v], fits[v], n_frames, fps, **extra) for v in range(2)]
         return ClipSampling(indices, params)
 
 
