@@ -6,6 +6,8 @@ real samplers and transforms (or written out where the test needs exact values).
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -108,6 +110,34 @@ def test_vtdl_training_step_updates_the_key_encoder_then_enqueues_its_keys():
     assert int(model.queue.pointer) == 4  # FIFO wrap
     assert all(not p.requires_grad for p in model.key_encoder.parameters())
     assert "queue.queue" in model.state_dict() and "key_encoder.module.0.layers.0.conv.weight" in model.state_dict()
+
+
+def test_vtdl_temporal_acc_scores_positive_and_negative_with_one_encoder():
+    torch.manual_seed(0)
+    model = VTDL(backbone="tiny3d", head_hidden=32, queue_size=8, momentum=0.5)
+    with torch.no_grad():  # the online encoder moved away from its momentum copy
+        for p in model.projector.parameters():
+            p.add_(0.5)
+    mask = (True, True, False, True, True, True)
+    batch = _triplet_batch(far_enough=mask)
+    model.eval()
+    query = model.project(batch["anchor"])
+    key, negative = (F.normalize(model.key_encoder(batch[k]), dim=1) for k in ("positive", "negative"))
+    beats = ((query * key).sum(1) > (query * negative).sum(1))[torch.tensor(mask)]
+    outputs = model.objective_step(batch, "val")
+    torch.testing.assert_close(outputs["temporal_acc"], beats.float().mean())
+    # a negative that is the positive's clip never beats it, nor loses: ties do not count
+    batch["negative"] = batch["positive"]
+    assert model.objective_step(batch, "val")["temporal_acc"] == 0.0
+    # in training, scoring the negatives leaves the key encoder's BatchNorm statistics as the
+    # positives alone set them
+    model.train()
+    reference = copy.deepcopy(model.key_encoder)
+    model.objective_step(_triplet_batch(), "train")
+    reference.update(model.key_encoder.module, 0.0)  # the weights of the updated copy
+    reference(_triplet_batch()["positive"])
+    for ours, theirs in zip(model.key_encoder.buffers(), reference.buffers()):
+        torch.testing.assert_close(ours, theirs)
 
 
 def test_vtdl_temporal_discrimination_switch():
