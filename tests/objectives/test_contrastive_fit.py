@@ -16,9 +16,7 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
-from data_tools.cli import main as data_main
 from ultrassl.cli import main as ultrassl_main
 from ultrassl.engine.cli import UltrasslCLI
 
@@ -32,29 +30,6 @@ WEAK = {
     "vtdl": ["crop_scale=[0.8,1.0]", "color_prob=0"],
     "cate": ["crop_scale=[0.8,1.0]", "color_prob=0", "blur_prob=[0,0]", "solarize_prob=[0,0]"],
 }
-
-
-@pytest.fixture(scope="module")
-def sweeps(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sweeps")
-    assert data_main(["synth", str(out), "--kind", "fetal-sweep", "--n", "12", "--frames", "24", "--quiet"]) == 0
-    return out / "manifest.csv"
-
-
-@pytest.fixture(scope="module")
-def motion(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("motion")
-    assert data_main(["synth", str(out), "--kind", "motion", "--n", "6", "--frames", "20", "--quiet"]) == 0
-    return out / "manifest.csv"
-
-
-@pytest.fixture()
-def one_thread():
-    """Tiny models run fastest on one intra-op thread, and do not stall when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _train_losses(root: Path) -> list[float]:
