@@ -5,6 +5,11 @@ Two clips of one video, a start gap drawn by :class:`ultrassl.transforms.tempora
 the ablation; chosen in the data pipeline, :class:`ultrassl.pipelines.cvrl.CVRLPipeline`),
 are pulled together by NT-Xent against every other view of the batch.
 
+Logged: ``loss``; ``contrastive_acc``, the top-1 retrieval of the positive among the
+``2N - 1`` candidates of NT-Xent (chance ``1 / (2N - 1)`` for N pairs in the batch, or in the
+global batch with ``gather_distributed``). Several clips of one video in a batch are negatives
+of each other, which lowers the ceiling of both.
+
 Batch layout: ``batch[view_keys[0]]`` and ``batch[view_keys[1]]``, clips ``(B, C, T, H, W)``.
 """
 
