@@ -112,7 +112,7 @@ def test_vtdl_training_step_updates_the_key_encoder_then_enqueues_its_keys():
     assert "queue.queue" in model.state_dict() and "key_encoder.module.0.layers.0.conv.weight" in model.state_dict()
 
 
-def test_vtdl_temporal_acc_scores_positive_and_negative_with_one_encoder():
+def test_vtdl_accuracies_score_positive_and_negative_with_one_encoder():
     torch.manual_seed(0)
     model = VTDL(backbone="tiny3d", head_hidden=32, queue_size=8, momentum=0.5)
     with torch.no_grad():  # the online encoder moved away from its momentum copy
@@ -126,6 +126,9 @@ def test_vtdl_temporal_acc_scores_positive_and_negative_with_one_encoder():
     beats = ((query * key).sum(1) > (query * negative).sum(1))[torch.tensor(mask)]
     outputs = model.objective_step(batch, "val")
     torch.testing.assert_close(outputs["temporal_acc"], beats.float().mean())
+    # the top-1 retrieval scores the negative as a key too, among the queue
+    logits = InfoNCELoss(0.07).logits(query, key, model.queue.keys(), negative, torch.tensor(mask))
+    torch.testing.assert_close(outputs["contrastive_acc"], (logits.argmax(1) == 0).float().mean())
     # a negative that is the positive's clip never beats it, nor loses: ties do not count
     batch["negative"] = batch["positive"]
     assert model.objective_step(batch, "val")["temporal_acc"] == 0.0
