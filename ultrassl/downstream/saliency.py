@@ -52,7 +52,7 @@ class SaliencyPrediction(DownstreamModule):
     Batch: ``batch[image_key]`` clips ``(B, C, T, H, W)``; ``batch[fixations_key]``
     ``(B, T, K, 2)`` (x, y) in pixels of the frame as given to the model, with
     ``batch[valid_key]`` ``(B, T, K)`` (the padded layout of
-    :class:`~ultrassl.data.annotations.LoadFrameAnnotationsd`; ``(B, K, 2)`` / ``(B, K)`` for
+    :class:`~ultrassl.transforms.annotations.LoadFrameAnnotationsd`; ``(B, K, 2)`` / ``(B, K)`` for
     one frame per item); the centre frame's are used. ``batch["path"]`` names the video.
 
     With ``protocol="linear"`` the encoder is frozen and only the decoder learns.
