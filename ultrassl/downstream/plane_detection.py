@@ -26,23 +26,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ultrassl.data.annotations import read_frame_labels
+from ultrassl.data.planes import PLANE_CLASSES
 from ultrassl.downstream.base import DownstreamModule
 from ultrassl.metrics.classification import ClassificationMetrics
 from ultrassl.models.heads import LinearHead
-from ultrassl.synth.fetal_sweep import PLANE_CLASSES
+from ultrassl.transforms.annotations import read_frame_labels
 
 
 class PlaneDetection(DownstreamModule):
     """Frame classifier over standard planes + Background, with class-activation maps.
 
     Batch: ``batch[image_key]`` clips ``(B, C, T, H, W)`` and ``batch[labels_key]`` the frame
-    labels ``(B, T)`` of :class:`~ultrassl.data.annotations.LoadFrameAnnotationsd`; the
+    labels ``(B, T)`` of :class:`~ultrassl.transforms.annotations.LoadFrameAnnotationsd`; the
     target is the centre frame's label (position ``T // 2``).
 
     Args:
         class_names: class names in label order; default Background + SonoNet's 13 planes
-            (:data:`ultrassl.synth.PLANE_CLASSES`).
+            (:data:`ultrassl.data.planes.PLANE_CLASSES`).
         class_weights: ``"auto"`` (balanced weights from the training manifest's frame
             labels, computed when fitting starts), a list of K weights, or None (plain CE).
         class_weight_power: exponent applied to the balanced weights of ``"auto"``.
