@@ -1,7 +1,7 @@
 """The Lightning data module over a manifest, with repeatable per-item randomness.
 
 :class:`ManifestDataModule` splits a manifest by its split column, applies a
-:class:`~ultrassl.pipelines.base.Pipeline`'s chains and batches the items with
+:class:`~ultrassl.data.pipeline.Pipeline`'s chains and batches the items with
 ``default_collate``. Randomness is a function of ``(seed, epoch, item)`` alone:
 
 * :class:`EpochSeededSampler` orders the items of an epoch with a generator seeded by
@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from ultrassl.data.datasets import ManifestDataset
 from ultrassl.data.manifest import manifest_hash, read_manifest
+from ultrassl.data.pipeline import Pipeline
 from ultrassl.errors import ManifestError
-from ultrassl.pipelines.base import Pipeline
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
