@@ -127,3 +127,28 @@ def test_the_checker_sees_local_relative_and_from_package_imports():
     found = {name: line for line, name in imports_of(source, "ultrassl.models.probe", is_package=False)}
     assert found == {"ultrassl.downstream.tasks": 4, "ultrassl.engine.cli": 5, "ultrassl.distributed": 6}
     assert [LAYER_OF[unit_of(name)] > LAYER_OF["ultrassl.models"] for name in found] == [True, True, False]
+
+
+def _calls(path: Path) -> list[tuple[int, str]]:
+    """``(line, name)`` of the attributes and names a module calls."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+            if name:
+                found.append((node.lineno, name))
+    return found
+
+
+def test_one_optimiser_factory_one_schedule_one_class_path_resolver():
+    owners = {
+        # the optimisers and the schedule every module trains with
+        "AdamW": {"ultrassl/engine/optim.py"}, "SGD": {"ultrassl/engine/optim.py"},
+        "LambdaLR": {"ultrassl/engine/optim.py"},
+        # dotted class paths are resolved once (provenance imports packages by name for their versions)
+        "import_module": {"ultrassl/models/checkpoint.py", "ultrassl/engine/provenance.py"},
+    }
+    elsewhere = [f"{path.relative_to(REPO)}:{line}: {name}" for path in sources() for line, name in _calls(path)
+                 if name in owners and str(path.relative_to(REPO)) not in owners[name]]
+    assert not elsewhere, "a second copy:\n" + "\n".join(elsewhere)
