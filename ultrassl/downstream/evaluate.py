@@ -237,6 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import sys
 
+    from jsonargparse import ArgumentError
+
     from ultrassl.errors import UltrasslError
 
     parser = argparse.ArgumentParser(
@@ -272,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_steps=args.max_steps, batch_size=args.batch_size, seed=args.seed, progress=args.progress,
             save_models=args.save_models,
         )
-    except (UltrasslError, ValueError, FileNotFoundError, KeyError, TypeError) as exc:
+    except (UltrasslError, ArgumentError, ValueError, FileNotFoundError, KeyError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(results))
