@@ -197,20 +197,39 @@ def _smooth_noise(rng: np.random.Generator, n: int, sd: float, correlation: floa
     return sd * smooth
 
 
-def _sweep_positions(program: SweepProgram, rng: np.random.Generator, n_frames: int) -> np.ndarray:
-    """Position (fetal units) along the swept axis for every frame: slower near standard planes."""
+def _sweep_positions(program: SweepProgram, rng: np.random.Generator, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Position (fetal units) along the swept axis for every frame, slower near standard
+    planes and still while a plane is held, and the index into :data:`STANDARD_PLANES` of the
+    plane held at each frame (-1: moving)."""
     legs = [(a + rng.normal(0, 0.25), b + rng.normal(0, 0.25)) for a, b in program.legs]
     path = np.concatenate([np.linspace(a, b, max(2, int(abs(b - a) / 0.01))) for a, b in legs])
-    targets = np.array([p.centre[program.axis] for p in STANDARD_PLANES if p.axis == program.axis])
+    candidates = [i for i, p in enumerate(STANDARD_PLANES) if p.axis == program.axis]
+    targets = np.array([STANDARD_PLANES[i].centre[program.axis] for i in candidates])
     # sonographers linger near the planes they look for, most when there are few of them
     slowdown = rng.uniform(0.5, 0.85) if program.family == "transverse" else rng.uniform(0.8, 0.93)
     near = np.exp(-(((path[:, None] - targets[None, :]) / 0.3) ** 2)).max(axis=1)
     speed = 1.0 - slowdown * near
     step = np.abs(np.diff(path, prepend=path[0]))
     time = np.cumsum(step / speed)
+    # ... and hold most planes they find, as when freezing a standard view: a share of the
+    # sweep's time is spent holding, split over the planes the path crosses
+    crossings = sorted((int(np.argmin(np.abs(path - t))), i) for t, i in zip(targets, candidates)
+                       if np.abs(path - t).min() < 0.05)
+    held = [c for c in crossings if rng.random() < 0.8] or crossings
+    intervals = []
+    if held:
+        share = rng.uniform(0.35, 0.55)
+        weights = rng.uniform(0.6, 1.4, len(held))
+        hold = share / (1.0 - share) * time[-1] * weights / weights.sum()
+        for (c, plane), h in zip(held, hold):
+            intervals.append((time[c], time[c] + h, plane))
+            time[c:] += h
     frames_t = np.linspace(0, time[-1], n_frames)
-    positions = np.interp(frames_t, time, path)
-    return positions + _smooth_noise(rng, n_frames, 0.02, 3.0)
+    positions = np.interp(frames_t, time, path) + _smooth_noise(rng, n_frames, 0.02, 3.0)
+    holding = np.full(n_frames, -1, dtype=np.int64)
+    for start, end, plane in intervals:
+        holding[(frames_t >= start) & (frames_t <= end)] = plane
+    return positions, holding
 
 
 def plan_sweep(seed: int, index: int, n_frames: int, size: tuple[int, int], subject: Subject) -> SweepPlan:
@@ -228,7 +247,7 @@ def plan_sweep(seed: int, index: int, n_frames: int, size: tuple[int, int], subj
     anchor_world = np.array([rng.normal(0, 0.6), 0.0, centre_depth])
     origin_f = anchor_world - rotation @ (scale * anchor)
 
-    positions = _sweep_positions(program, rng, n_frames)
+    positions, holding = _sweep_positions(program, rng, n_frames)
     points = np.repeat(anchor[None], n_frames, axis=0)
     points[:, program.axis] = positions
     world = (rotation @ (scale * points).T).T + origin_f
@@ -239,6 +258,16 @@ def plan_sweep(seed: int, index: int, n_frames: int, size: tuple[int, int], subj
     axes = np.stack([
         _rotation(np.array([0.0, 0, 1]), tw) @ _rotation(np.array([1.0, 0, 0]), ti) for ti, tw in zip(tilt, twist)
     ])
+    # While holding a plane the sonographer has the slice through it, whatever the tilt: the
+    # probe sits where the tilted slice meets the plane's centre, give or take a tremor well
+    # inside the plane's tolerance.
+    tremor = _smooth_noise(rng, n_frames, 1.0, 3.0)
+    for t in np.flatnonzero(holding >= 0):
+        plane = STANDARD_PLANES[holding[t]]
+        centre_w = rotation @ (scale * np.asarray(plane.centre)) + origin_f
+        normal = axes[t][:, 1]
+        offset = float((centre_w - origins[t]) @ normal) + 0.3 * plane.tolerance * scale * tremor[t]
+        origins[t, 1] += offset / normal[1]
     plan = SweepPlan(index, subject, program, geometry, rotation, origin_f, origins, axes)
     plan.labels = plane_labels(plan)
     return plan
