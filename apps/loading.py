@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ultrassl.data.annotations import read_fixations, read_frame_labels
+from ultrassl.transforms.annotations import read_fixations, read_frame_labels
 from ultrassl.data.manifest import read_manifest
 
 #: file beside the manifest naming the plane classes in label order, one per line
@@ -75,7 +75,7 @@ def load_plane_labels(
     """Plane label of every frame, and the class names the labels index.
 
     Args:
-        path: frame-label sidecar (see :mod:`ultrassl.data.annotations`).
+        path: frame-label sidecar (see :mod:`ultrassl.transforms.annotations`).
         n_frames: frames in the clip.
         classes: class names in label order (from :func:`plane_classes`). Without them the
             names found in the file are used, background first, then in order of first

@@ -7,10 +7,12 @@ Run from the repository root::
 Shows, for a clip picked from the manifest's readable rows: one frame at a time (read alone
 through :func:`ultrassl.io.read_clip`), the detected scan sector, the ground-truth plane of
 the frame and of the whole clip, and the sonographer's gaze (fixation circles and a density
-map). With a trained plane-detection model (``--plane-model``, a ``model.ckpt`` of ``ultrassl
-evaluate`` or ``ultrassl fit``) it adds the predicted plane of every frame, where each plane is
-best seen and the class-activation map; with a saliency model (``--saliency-model``) the
-predicted saliency map. Everything outside the scan sector, where scanners burn in patient
+map). With trained models of the tasks that predict whole loops (the task registry,
+:mod:`ultrassl.downstream.tasks`: ``--plane-model`` and ``--saliency-model``, each a
+``model.ckpt`` of ``ultrassl evaluate`` or ``ultrassl fit``) it adds what each predicts for
+every frame: the predicted class on a timeline, where each class is best seen and the
+per-frame map (the class-activation map of the predicted plane, the saliency map). What the
+page offers for a task comes from the task (:class:`~ultrassl.downstream.task.ViewerSpec`). Everything outside the scan sector, where scanners burn in patient
 details, is hidden unless the user turns masking off. The refused rows are listed with their
 reasons.
 
@@ -36,6 +38,8 @@ import streamlit as st  # noqa: E402
 
 from apps import loading, overlays  # noqa: E402
 from ultrassl.downstream.inference import LoopPredictor  # noqa: E402
+from ultrassl.downstream.task import Task  # noqa: E402
+from ultrassl.downstream.tasks import TASKS  # noqa: E402
 from ultrassl.errors import UltrasslError  # noqa: E402
 from ultrassl.io import ClipInfo, probe_clip, read_clip  # noqa: E402
 from ultrassl.transforms.ultrasound import SectorMask  # noqa: E402
@@ -44,17 +48,26 @@ from ultrassl.transforms.ultrasound import SectorMask  # noqa: E402
 FRAME_CACHE_ENTRIES = 512
 #: widget keys, also used by the tests
 MANIFEST_KEY = "manifest_path"
-PLANE_MODEL_KEY = "plane_model_path"
-SALIENCY_MODEL_KEY = "saliency_model_path"
+
+
+def viewed_tasks() -> list[Task]:
+    """The registered tasks whose models the page shows, in registry order."""
+    return [task for task in TASKS.values() if task.viewer is not None and task.predicts_loops]
+
+
+def model_key(task: Task) -> str:
+    """The session key of a task's model path."""
+    return f"{task.viewer.key}_model_path"
 
 
 def command_line(argv: list[str] | None = None) -> argparse.Namespace:
-    """``--manifest``, ``--plane-model`` and ``--saliency-model`` from the arguments after
-    ``streamlit run apps/viewer.py --`` (each ``""`` when absent)."""
+    """``--manifest`` and every shown task's ``--<key>-model`` (``--plane-model``,
+    ``--saliency-model``) from the arguments after ``streamlit run apps/viewer.py --``
+    (each ``""`` when absent; attributes ``manifest`` and ``<key>_model``)."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--manifest", default="")
-    parser.add_argument("--plane-model", default="")
-    parser.add_argument("--saliency-model", default="")
+    for task in viewed_tasks():
+        parser.add_argument(f"--{task.viewer.key}-model", default="")
     known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     return known
 
@@ -128,8 +141,8 @@ def cached_prediction(model_path: str, model_stamp: tuple[int, int] | None, clip
     prediction = cached_predictor(model_path, model_stamp).predict(clip_path)
     as_numpy = lambda t: None if t is None else t.numpy()  # noqa: E731
     return {"task": prediction.task, "class_names": prediction.class_names,
-            "probabilities": as_numpy(prediction.probabilities), "cams": as_numpy(prediction.cams),
-            "saliency": as_numpy(prediction.saliency), "best_frames": prediction.best_frames}
+            "probabilities": as_numpy(prediction.probabilities), "maps": as_numpy(prediction.maps),
+            "best_frames": prediction.best_frames}
 
 
 def _clip_title(row: pd.Series) -> str:
@@ -202,50 +215,55 @@ def _sidebar_options() -> tuple[overlays.ViewOptions, int, int]:
     return options, half_width, density_frames
 
 
-def _model_sidebar() -> tuple[str, str, bool, bool, float]:
-    """The model paths and their overlay switches: plane model, saliency model, show the
-    class-activation map, show the saliency map, opacity."""
-    if PLANE_MODEL_KEY not in st.session_state or SALIENCY_MODEL_KEY not in st.session_state:
+def _model_sidebar() -> tuple[dict[str, str], dict[str, bool], float]:
+    """The model path of every shown task (``{task: path}``, empty ones left out), whether to
+    draw each task's map, and the maps' opacity."""
+    tasks = viewed_tasks()
+    if any(model_key(task) not in st.session_state for task in tasks):
         args = command_line()
-        st.session_state.setdefault(PLANE_MODEL_KEY, args.plane_model)
-        st.session_state.setdefault(SALIENCY_MODEL_KEY, args.saliency_model)
+        for task in tasks:
+            st.session_state.setdefault(model_key(task), getattr(args, f"{task.viewer.key}_model"))
     st.sidebar.subheader("Models")
-    plane = st.sidebar.text_input(
-        "Plane-detection model", key=PLANE_MODEL_KEY,
-        help="model.ckpt of `ultrassl evaluate` (runs/.../plane_detection/<protocol>_<init>/) or of `ultrassl fit`.",
-    ).strip()
-    saliency = st.sidebar.text_input("Saliency model", key=SALIENCY_MODEL_KEY).strip()
-    cam = st.sidebar.toggle("Class-activation map", value=True, key="show_cam", disabled=not plane,
-                            help="Where the evidence for the predicted plane lies (CAM of its class).")
-    heat = st.sidebar.toggle("Predicted saliency", value=True, key="show_saliency", disabled=not saliency)
+    paths = {task.name: st.sidebar.text_input(task.viewer.model_label, key=model_key(task),
+                                              help=task.viewer.model_help).strip() for task in tasks}
+    show = {task.name: st.sidebar.toggle(task.viewer.map_label, value=True, key=task.viewer.map_key,
+                                         disabled=not paths[task.name], help=task.viewer.map_help)
+            and bool(paths[task.name]) for task in tasks}
     alpha = st.sidebar.slider("Model map opacity", 0.1, 1.0, 0.6, 0.05, key="model_alpha",
-                              disabled=not (plane or saliency))
-    return plane, saliency, cam and bool(plane), heat and bool(saliency), alpha
+                              disabled=not any(paths.values()))
+    return {name: path for name, path in paths.items() if path}, show, alpha
 
 
-def _predictions(plane_model: str, saliency_model: str, clip_path: str, clip_stamp, n_frames: int,
-                 notes: list[str]) -> dict[str, dict]:
-    """``{task: output}`` of the models given, for the clip; problems go to ``notes``."""
+def _title(task_name: str) -> str:
+    return task_name.replace("_", " ")
+
+
+def _predictions(models: dict[str, str], clip_path: str, clip_stamp, n_frames: int, notes: list[str]) -> dict[str, dict]:
+    """``{task: output}`` of the models given (``{task: path}``), for the clip; problems go to ``notes``."""
     out = {}
-    for task, model_path in (("plane_detection", plane_model), ("saliency", saliency_model)):
-        if not model_path:
-            continue
+    for task, model_path in models.items():
         try:
             prediction = cached_prediction(model_path, _stamp(model_path), clip_path, clip_stamp)
         except (UltrasslError, OSError) as exc:
-            notes.append(f"{task.replace('_', ' ').capitalize()} model not shown: {loading.describe_error(exc)}")
+            notes.append(f"{_title(task).capitalize()} model not shown: {loading.describe_error(exc)}")
             continue
         if prediction["task"] != task:
-            notes.append(f"{model_path} is a {prediction['task'].replace('_', ' ')} model, not a "
-                         f"{task.replace('_', ' ')} one.")
+            notes.append(f"{model_path} is a {_title(prediction['task'])} model, not a {_title(task)} one.")
             continue
-        frames = len(prediction["probabilities"] if task == "plane_detection" else prediction["saliency"])
+        per_frame = prediction["probabilities"] if prediction["probabilities"] is not None else prediction["maps"]
+        frames = len(per_frame)
         if frames != n_frames:
-            notes.append(f"{task.replace('_', ' ').capitalize()} model not shown: it saw {frames} frames, "
+            notes.append(f"{_title(task).capitalize()} model not shown: it saw {frames} frames, "
                          f"the clip has {n_frames}.")
             continue
         out[task] = prediction
     return out
+
+
+def _classified(predictions: dict[str, dict]) -> list[tuple[str, dict]]:
+    """The predictions that name a class per frame."""
+    return [(task, p) for task, p in predictions.items()
+            if p["probabilities"] is not None and TASKS[task].viewer.class_label]
 
 
 def _manifest_tables(ok: pd.DataFrame, refused: pd.DataFrame) -> None:
@@ -283,7 +301,7 @@ def main() -> None:
         "Clip", list(rows), format_func=lambda name: _clip_title(rows[name]), key=f"clip::{manifest_path}"
     )
     options, half_width, density_frames = _sidebar_options()
-    plane_model, saliency_model, show_cam, show_saliency, model_alpha = _model_sidebar()
+    models, show_maps, model_alpha = _model_sidebar()
     row = rows[clip_name]
     path = row["path"]
 
@@ -342,14 +360,12 @@ def main() -> None:
     around = loading.fixations_between(gaze, frame_index - density_frames, frame_index + density_frames)
     scale = overlays.display_scale(info.width)
     image = overlays.render_view(frame, options, sector, here, around, scale)
-    predictions = _predictions(plane_model, saliency_model, path, stamp, n_frames, notes)
+    predictions = _predictions(models, path, stamp, n_frames, notes)
     map_sector = sector if options.hide_outside_sector else None
-    if show_cam and "plane_detection" in predictions:
-        cam = predictions["plane_detection"]["cams"][frame_index]
-        image = overlays.model_map_heat(image, cam, map_sector, scale, model_alpha, shift_to_zero=True)
-    if show_saliency and "saliency" in predictions:
-        image = overlays.model_map_heat(image, predictions["saliency"]["saliency"][frame_index], map_sector, scale,
-                                        model_alpha)
+    for task, prediction in predictions.items():
+        if show_maps[task] and prediction["maps"] is not None:
+            image = overlays.model_map_heat(image, prediction["maps"][frame_index], map_sector, scale, model_alpha,
+                                            shift_to_zero=TASKS[task].viewer.signed_maps)
 
     left, right = st.columns([3, 1])
     with left:
@@ -364,18 +380,19 @@ def main() -> None:
             strip = overlays.plane_timeline(labels, colours, current=frame_index, width=image.shape[1])
             st.image(strip, caption="Ground-truth plane of every frame (▲ the current frame)", output_format="PNG")
             st.markdown(_legend(class_names, colours, set(labels.tolist())), unsafe_allow_html=True)
-        if "plane_detection" in predictions:
-            planes = predictions["plane_detection"]
-            predicted = planes["probabilities"].argmax(axis=1)
-            model_colours = overlays.class_colours(planes["class_names"])
+        for task, prediction in _classified(predictions):
+            noun = TASKS[task].viewer.class_label.lower()
+            predicted = prediction["probabilities"].argmax(axis=1)
+            model_colours = overlays.class_colours(prediction["class_names"])
             strip = overlays.plane_timeline(predicted, model_colours, current=frame_index, width=image.shape[1])
-            st.image(strip, caption="Predicted plane of every frame (▲ the current frame)", output_format="PNG")
-            st.markdown(_legend(planes["class_names"], model_colours, set(predicted.tolist())), unsafe_allow_html=True)
-            if planes["best_frames"]:
-                st.caption("Where the model sees each plane best")
-                st.dataframe(pd.DataFrame([{"plane": name, "frame": entry["frame"], "probability": entry["probability"],
+            st.image(strip, caption=f"Predicted {noun} of every frame (▲ the current frame)", output_format="PNG")
+            st.markdown(_legend(prediction["class_names"], model_colours, set(predicted.tolist())),
+                        unsafe_allow_html=True)
+            if prediction["best_frames"]:
+                st.caption(f"Where the model sees each {noun} best")
+                st.dataframe(pd.DataFrame([{noun: name, "frame": entry["frame"], "probability": entry["probability"],
                                             "frames predicted": len(entry["predicted_frames"])}
-                                           for name, entry in planes["best_frames"].items()]), hide_index=True)
+                                           for name, entry in prediction["best_frames"].items()]), hide_index=True)
         if fixations is not None:
             counts = loading.fixation_counts(fixations, n_frames)
             st.caption("Fixations per frame")
@@ -386,12 +403,11 @@ def main() -> None:
             st.metric("Plane (ground truth)", class_names[int(labels[frame_index])])
         elif not loading.has_sidecar(row, "frame_labels"):
             st.metric("Plane (ground truth)", "—", help="The manifest names no frame-label file for this clip.")
-        if "plane_detection" in predictions:
-            planes = predictions["plane_detection"]
-            probabilities = planes["probabilities"][frame_index]
+        for task, prediction in _classified(predictions):
+            probabilities = prediction["probabilities"][frame_index]
             best = int(probabilities.argmax())
-            st.metric("Plane (model)", planes["class_names"][best], delta=f"p = {probabilities[best]:.2f}",
-                      delta_color="off", delta_arrow="off")
+            st.metric(f"{TASKS[task].viewer.class_label} (model)", prediction["class_names"][best],
+                      delta=f"p = {probabilities[best]:.2f}", delta_color="off", delta_arrow="off")
         if fixations is not None:
             st.metric("Fixations on this frame", len(here))
         elif not loading.has_sidecar(row, "fixations"):

@@ -21,7 +21,7 @@ import lightning as L
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_tools.index import index_folder, write_index  # noqa: E402
+from ultrassl.data.indexing import index_folder, write_index  # noqa: E402
 from ultrassl.engine.cli import UltrasslCLI  # noqa: E402
 from ultrassl.engine.batch import batch_size_of  # noqa: E402
 from ultrassl.synth import synthesize_fetal_sweeps  # noqa: E402

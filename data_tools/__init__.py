@@ -1,1 +1,2 @@
-"""Command-line data tools: index folders into manifests, generate the simulated data sets."""
+"""Command-line data tools: ``ultrassl data index`` (folders into manifests) and ``ultrassl data synth``
+(the simulated data sets), over :mod:`ultrassl.data.indexing` and :mod:`ultrassl.synth`."""

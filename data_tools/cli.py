@@ -1,4 +1,8 @@
-"""``ultrassl data ...``: index folders into manifests and generate the simulated data sets."""
+"""``ultrassl data ...``: index folders into manifests and generate the simulated data sets.
+
+The ``ultrassl`` command finds :func:`main` through the ``ultrassl.commands`` entry point
+declared in ``pyproject.toml``; this package imports ``ultrassl``, never the reverse.
+"""
 
 from __future__ import annotations
 
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _index(args, root: Path, manifest_path: Path, annotations=None, match: str = "path") -> int:
-    from data_tools.index import index_folder, summary, write_index
+    from ultrassl.data.indexing import index_folder, summary, write_index
 
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_tools.index import index_folder
+from ultrassl.data.indexing import index_folder
 from ultrassl.data.manifest import write_manifest
 from ultrassl.synth import synthesize_fetal_sweeps
 

@@ -1,14 +1,23 @@
 """The ``ultrassl`` command.
 
-* ``ultrassl data {index,synth} ...``: index folders into manifests, generate simulated data
-  (:mod:`data_tools.cli`);
 * ``ultrassl {fit,validate,test,predict} -c CONFIG ...``: train and evaluate
-  (:mod:`ultrassl.engine.cli`, LightningCLI).
+  (:mod:`ultrassl.engine.cli`, LightningCLI);
+* ``ultrassl evaluate ...``: transfer a checkpoint to the downstream tasks
+  (:mod:`ultrassl.downstream.evaluate`);
+* commands of other installed packages, declared as entry points of the group
+  ``ultrassl.commands`` (``name = "module:main"``, ``main(argv) -> exit status``): this
+  project's ``pyproject.toml`` declares ``ultrassl data {index,synth} ...`` of
+  :mod:`data_tools.cli`, which builds on this package. Found through the package metadata,
+  so that ``ultrassl`` never imports the tools that import it.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib.metadata import EntryPoint, entry_points
+
+#: the entry-point group of commands contributed by other packages
+COMMAND_GROUP = "ultrassl.commands"
 
 USAGE = """usage: ultrassl COMMAND ...
 
@@ -22,13 +31,17 @@ USAGE = """usage: ultrassl COMMAND ...
   ultrassl fit --help      every option; ultrassl fit -c CONFIG --print_config  the resolved config"""
 
 
+def contributed_commands() -> dict[str, EntryPoint]:
+    """The commands other installed packages add to ``ultrassl``, by name."""
+    return {entry.name: entry for entry in entry_points(group=COMMAND_GROUP)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ultrassl`` command; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "data":
-        from data_tools.cli import main as data_main
-
-        return data_main(args[1:])
+    contributed = contributed_commands()
+    if args and args[0] in contributed:
+        return contributed[args[0]].load()(args[1:])
     if args and args[0] == "evaluate":
         from ultrassl.downstream.evaluate import main as evaluate_main
 
@@ -39,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     from ultrassl.engine.cli import UltrasslCLI, main as engine_main
 
     if args[0] not in UltrasslCLI.subcommands():
-        print(f"error: unknown command {args[0]!r}; available: data, {', '.join(UltrasslCLI.subcommands())}",
-              file=sys.stderr)
+        available = [*contributed, *UltrasslCLI.subcommands(), "evaluate"]
+        print(f"error: unknown command {args[0]!r}; available: {', '.join(available)}", file=sys.stderr)
         return 2
     return engine_main(args)
 

@@ -31,7 +31,7 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "or
 
 def make_data(out: Path, n_sweeps: int, n_frames: int, seed: int) -> Path:
     """Simulate and index the sweeps; returns the manifest."""
-    from data_tools.index import index_folder
+    from ultrassl.data.indexing import index_folder
     from ultrassl.data.manifest import write_manifest
     from ultrassl.synth import synthesize_fetal_sweeps
 

@@ -63,3 +63,15 @@ class ManifestError(UltrasslError):
 
     def __reduce__(self):
         return (type(self), (self.cause, self.path))
+
+
+class CheckpointError(UltrasslError):
+    """A checkpoint cannot be read, or holds no model this package can rebuild."""
+
+    def __init__(self, message: str, path: str | None = None):
+        self.message = message
+        self.path = None if path is None else str(path)
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.path))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from apps import overlays
-from data_tools.index import index_folder
+from ultrassl.data.indexing import index_folder
 from tests.media import truncate_file
 from ultrassl.data.manifest import write_manifest
 from ultrassl.synth import synthesize_fetal_sweeps

@@ -16,22 +16,26 @@ from tests.downstream.helpers import TINY3D, loader_of, plane_batch, quick_train
 from ultrassl.downstream.inference import LoopPredictor
 from ultrassl.downstream.plane_detection import PlaneDetection
 from ultrassl.downstream.saliency import SaliencyPrediction
-from ultrassl.synth.fetal_sweep import PLANE_CLASSES
+from ultrassl.data.planes import PLANE_CLASSES
+
+
+def _pipeline(class_path: str) -> dict:
+    return {"class_path": class_path,
+            "init_args": {"modality": "ultrasound", "in_channels": 1, "size": [32, 40], "clip_frames": 2}}
 
 
 def _trained(path: Path, task: str) -> Path:
     """A tiny model of ``task``, one step on random batches, saved with its pipeline."""
     torch.manual_seed(0)
     if task == "plane_detection":
-        model = PlaneDetection(init="random", class_names=list(PLANE_CLASSES), class_weights=None, **TINY3D)
+        pipeline = _pipeline("ultrassl.pipelines.plane_detection.PlaneDetectionPipeline")
+        model = PlaneDetection(init="random", class_names=list(PLANE_CLASSES), class_weights=None, pipeline=pipeline,
+                               **TINY3D)
         batch = plane_batch(classes=len(PLANE_CLASSES))
-        pipeline = "ultrassl.pipelines.plane_detection.PlaneDetectionPipeline"
     else:
-        model = SaliencyPrediction(init="random", n_splits=3, **TINY3D)
+        model = SaliencyPrediction(init="random", n_splits=3, pipeline=_pipeline("ultrassl.pipelines.saliency.SaliencyPipeline"),
+                                   **TINY3D)
         batch = saliency_batch()
-        pipeline = "ultrassl.pipelines.saliency.SaliencyPipeline"
-    model.pipeline_config = {"class_path": pipeline,
-                             "init_args": {"modality": "ultrasound", "in_channels": 1, "size": [32, 40], "clip_frames": 2}}
     trainer = quick_trainer(1, limit_val_batches=0)
     trainer.fit(model, loader_of(batch, 1))
     trainer.save_checkpoint(path, weights_only=True)

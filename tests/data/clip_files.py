@@ -305,11 +305,11 @@ BROKEN_FILES = {
 
 
 def index_file_or_crash(path: str, validate: bool = True) -> dict:
-    """:func:`data_tools.index.index_file`, except that a path containing "crash" kills the process,
+    """:func:`ultrassl.data.indexing.index_file`, except that a path containing "crash" kills the process,
     as a decoder's segmentation fault would."""
     import os
 
-    from data_tools.index import index_file
+    from ultrassl.data.indexing import index_file
 
     if "crash" in os.path.basename(path):
         os._exit(11)

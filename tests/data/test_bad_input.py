@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from torch.utils.data import DataLoader
 
-from data_tools.index import index_folder
+from ultrassl.data.indexing import index_folder
 from tests.data.clip_files import BROKEN_FILES, dicom_truncated_jpeg_fragment, write_video
 from ultrassl.data.datasets import ManifestDataset
 from ultrassl.errors import (

@@ -84,7 +84,7 @@ def test_help_exits_0(capsys):
 
 
 def test_synth_fetal_sweeps_are_indexed_with_their_annotations(tmp_path):
-    from ultrassl.data.annotations import LoadFrameAnnotationsd, read_frame_labels
+    from ultrassl.transforms.annotations import LoadFrameAnnotationsd, read_frame_labels
     from ultrassl.data.datasets import ManifestDataset
     from ultrassl.synth import PLANE_CLASSES
     from ultrassl.transforms.temporal import SampleFramesd, UniformClipSampler

@@ -44,6 +44,18 @@ def test_splits_follow_the_split_column(manifest):
     assert module.provenance()["manifest_sha256"] == manifest_hash(manifest)
 
 
+def test_a_subset_of_training_subjects_trains_and_the_held_out_set_stays(manifest):
+    table = read_manifest(manifest)
+    train = table[table["split"] == "train"]
+    chosen = sorted(set(train["subject"]))[:2]
+    module = _module(manifest, train_subjects=chosen)
+    assert {row["subject"] for row in module.train_set.dataset.data} == set(chosen)
+    assert len(module.train_set.dataset) == int(train["subject"].isin(chosen).sum())
+    assert {row["path"] for row in module.val_set.dataset.data} == set(table.loc[table["split"] == "val", "path"])
+    with pytest.raises(ManifestError, match="no training clips"):
+        _module(manifest, train_subjects=["nobody"])
+
+
 def test_without_split_column_whole_subjects_are_held_out(manifest, tmp_path):
     table = read_manifest(manifest).drop(columns=["split"])
     table["subject"] = ["A", "A", "B", "B"]

@@ -7,7 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from data_tools.index import find_clips, index_folder, summary, write_index
+from ultrassl.data.indexing import find_clips, index_folder, summary, write_index
 from tests.data.clip_files import (
     dicom_garbage_after_preamble,
     mp4_truncated,
@@ -221,7 +221,7 @@ def test_an_unexpected_exception_is_recorded_not_raised(mixed_folder, monkeypatc
 
 
 def test_a_file_that_kills_its_worker_is_refused_and_the_rest_indexed(mixed_folder, tmp_path):
-    from data_tools.index import _index_parallel
+    from ultrassl.data.indexing import _index_parallel
     from tests.data.clip_files import index_file_or_crash
 
     root, _ = mixed_folder

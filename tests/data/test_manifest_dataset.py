@@ -12,7 +12,7 @@ import torch
 from monai.transforms import Compose, Lambda
 from torch.utils.data import DataLoader
 
-from data_tools.index import index_folder
+from ultrassl.data.indexing import index_folder
 from tests.data.clip_files import write_video
 from tests.media import decode_frame_index
 from ultrassl.data.datasets import ManifestDataset

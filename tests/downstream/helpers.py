@@ -15,7 +15,7 @@ import torch
 from monai.transforms import Compose
 from torch.utils.data import DataLoader, default_collate
 
-from data_tools.index import index_folder
+from ultrassl.data.indexing import index_folder
 from ultrassl.data.manifest import write_manifest
 from ultrassl.synth import synthesize_fetal_sweeps
 from ultrassl.transforms.pretext import RandPermuteFramesd

@@ -5,15 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ultrassl.downstream.base import build_encoder
-from ultrassl.downstream.checkpoint import (
-    BackboneSpec,
-    CheckpointError,
-    load_pretrained_backbone,
-    objective_of,
-    random_init_backbone,
-)
+from ultrassl.errors import CheckpointError
 from ultrassl.models.backbones import FrameEncoder, Tiny3D
+from ultrassl.models.checkpoint import BackboneSpec, load_pretrained_backbone, objective_of, random_init_backbone
+from ultrassl.models.encoders import PretrainedEncoder, RandomEncoder, encoder_from_arguments
 
 
 @pytest.mark.parametrize("backbone", ["tiny3d", "sononet16"])
@@ -53,11 +48,27 @@ def test_random_init_rebuilds_the_architecture_with_fresh_seeded_weights(checkpo
 def test_build_encoder_rules(checkpoint_factory):
     path = checkpoint_factory("order_geometry", "tiny3d")
     with pytest.raises(ValueError, match="needs a checkpoint"):
-        build_encoder(None, "pretrained")
+        encoder_from_arguments(None, "pretrained")
     with pytest.raises(CheckpointError, match="sononet16"):
-        build_encoder(str(path), "pretrained", backbone="sononet16")
-    encoder, info = build_encoder(None, "random", backbone="tiny3d", backbone_kwargs={"channels": [2, 2, 2]})
+        encoder_from_arguments(str(path), "pretrained", backbone="sononet16").build()
+    encoder, info = encoder_from_arguments(None, "random", backbone="tiny3d", backbone_kwargs={"channels": [2, 2, 2]}).build()
     assert info.num_features == 2
+
+
+def test_the_shorthand_means_one_spec_and_a_random_spec_opens_no_file(checkpoint_factory, tmp_path):
+    path = checkpoint_factory("order_geometry", "sononet16")
+    assert encoder_from_arguments(str(path)) == PretrainedEncoder(str(path))
+    described = PretrainedEncoder(str(path)).describe()
+    assert described.spec == BackboneSpec("sononet16", {}, 1) and described.frame_wise and described.global_step == 2
+    twin = encoder_from_arguments(str(path), "random", init_seed=4)
+    assert twin == RandomEncoder("sononet16", {}, 1, seed=4) == RandomEncoder.like(described, seed=4)
+    # the spec's config rebuilds it; building it needs no checkpoint
+    rebuilt = type(twin)(**twin.config()["init_args"])
+    assert rebuilt == twin and twin.config()["class_path"] == "ultrassl.models.encoders.RandomEncoder"
+    encoder, info = twin.build()
+    again, _ = RandomEncoder.like(described, seed=4).build()
+    assert info.checkpoint is None and isinstance(encoder, FrameEncoder)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in encoder.state_dict().items())
 
 
 def test_unusable_checkpoints_raise_checkpoint_errors_naming_the_file(tmp_path):

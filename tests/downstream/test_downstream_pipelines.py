@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ultrassl.data.annotations import read_fixations, read_frame_labels
+from ultrassl.transforms.annotations import read_fixations, read_frame_labels
 from ultrassl.data.datasets import ManifestDataset
 from ultrassl.data.manifest import read_manifest
-from ultrassl.metrics.saliency import scale_fixations
+from ultrassl.transforms.fixations import scale_fixations
 from ultrassl.pipelines.action import ActionPipeline
 from ultrassl.pipelines.plane_detection import AllFramesSampler, PlaneDetectionPipeline, read_class_names
 from ultrassl.pipelines.saliency import SaliencyPipeline

@@ -10,17 +10,12 @@ import torch
 import yaml
 
 from ultrassl.cli import main as ultrassl_main
-from ultrassl.downstream.checkpoint import load_pretrained_backbone
-from ultrassl.downstream.evaluate import (
-    arm_config,
-    evaluate_checkpoint,
-    format_markdown,
-    instantiate,
-    load_config,
-    main,
-    run_downstream_demo,
-)
+from ultrassl.downstream.arms import arm_config, build_arm, load_config, train_arm
+from ultrassl.downstream.evaluate import comparison_encoders, evaluate_checkpoint, main, run_downstream_demo
+from ultrassl.downstream.report import format_markdown
+from ultrassl.errors import CheckpointError
 from ultrassl.metrics.saliency import METRIC_NAMES
+from ultrassl.models.encoders import PretrainedEncoder, RandomEncoder
 
 
 def tiny_config(task: str, size=(32, 40)) -> dict:
@@ -87,24 +82,49 @@ def test_plane_detection_and_saliency_pretrained_beside_random_init(checkpoint_f
     assert (tmp_path / "plane_detection" / "linear_random_init" / "metrics.csv").is_file()
 
 
-def test_the_two_arms_differ_only_in_the_encoders_starting_weights(checkpoint_factory):
+def test_the_two_arms_differ_only_in_the_encoders_starting_weights(checkpoint_factory, fetal_manifest):
     checkpoint = checkpoint_factory("order_geometry", "sononet16")
-    _, info = load_pretrained_backbone(checkpoint)
+    encoders, info = comparison_encoders(checkpoint, seed=0)
     config = load_config("configs/downstream/plane_detection.yaml")
-    pretrained = arm_config(config, info, str(checkpoint), "pretrained", "linear", max_steps=7, batch_size=3)
-    random = arm_config(config, info, str(checkpoint), "random_init", "linear", max_steps=7, batch_size=3)
-    assert pretrained["model"]["init_args"].pop("init") == "pretrained"
-    assert random["model"]["init_args"].pop("init") == "random"
-    assert pretrained == random
+    config["data"]["init_args"]["manifest"] = str(fetal_manifest)
+    pretrained = arm_config(config, encoders["pretrained"], "linear", info=info, max_steps=7, batch_size=3)
+    random = arm_config(config, encoders["random_init"], "linear", info=info, max_steps=7, batch_size=3)
+    assert pretrained["model"]["init_args"]["encoder"] == PretrainedEncoder(str(checkpoint)).config()
+    assert random["model"]["init_args"]["encoder"] == RandomEncoder("sononet16", {}, 1, seed=0).config()
+    assert {**pretrained, "model": None} == {**random, "model": None}
+    assert ({k: v for k, v in pretrained["model"]["init_args"].items() if k != "encoder"}
+            == {k: v for k, v in random["model"]["init_args"].items() if k != "encoder"})
     assert pretrained["trainer"]["max_steps"] == 7 and pretrained["data"]["init_args"]["batch_size"] == 3
     # a frame backbone classifies single frames
     assert pretrained["data"]["init_args"]["pipeline"]["init_args"]["clip_frames"] == 1
     # building the encoder does not move the generator the head draws its weights from
-    heads = []
-    for init, cfg in (("pretrained", pretrained), ("random", random)):
-        torch.manual_seed(0)
-        heads.append(instantiate({**cfg["model"], "init_args": {**cfg["model"]["init_args"], "init": init}}).head)
+    heads = [build_arm(cfg).model.head for cfg in (pretrained, random)]
     assert torch.equal(heads[0][-1].weight, heads[1][-1].weight)
+
+
+def test_a_random_arm_opens_no_checkpoint(checkpoint_factory, fetal_manifest_two_held_out, tmp_path, monkeypatch):
+    import shutil
+
+    checkpoint = tmp_path / "pretraining.ckpt"
+    shutil.copy(checkpoint_factory("order_geometry", "tiny3d"), checkpoint)
+    encoders, info = comparison_encoders(checkpoint, seed=0)  # the architecture, read once
+    checkpoint.unlink()
+    config = tiny_config("plane_detection")
+    config["model"]["init_args"]["checkpoint"] = str(checkpoint)  # a config naming the missing file
+    random = arm_config(config, encoders["random_init"], "finetune", info=info, manifest=fetal_manifest_two_held_out,
+                        max_steps=1, batch_size=4)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a checkpoint was opened")
+
+    monkeypatch.setattr(torch, "load", no_loading)
+    arm = train_arm(random, tmp_path / "random", save_model=False)
+    assert arm.run["steps"] == 1 and arm.model.pretrained_info.checkpoint is None
+    assert arm.model.hparams.encoder == RandomEncoder.like(info, seed=0).config()
+    monkeypatch.undo()
+    pretrained = arm_config(config, encoders["pretrained"], "finetune", info=info, manifest=fetal_manifest_two_held_out)
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        build_arm(pretrained)
 
 
 def test_action_recognition_with_knn_retrieval(checkpoint_factory, motion_manifest, tmp_path):
@@ -172,7 +192,7 @@ def test_every_trained_arm_is_saved_and_loads_without_the_pretraining_file(check
     import shutil
 
     from ultrassl.downstream.base import load_task_model
-    from ultrassl.downstream.checkpoint import CheckpointError
+    from ultrassl.errors import CheckpointError
 
     pretraining = tmp_path / "pretraining.ckpt"
     shutil.copy(checkpoint_factory("order_geometry", "tiny3d"), pretraining)
@@ -202,11 +222,11 @@ def test_every_trained_arm_is_saved_and_loads_without_the_pretraining_file(check
 
 def test_training_gaze_prior_is_the_mean_density_of_the_training_gaze(fetal_manifest_two_held_out):
     from ultrassl.data.datasets import ManifestDataset
-    from ultrassl.downstream.evaluate import training_gaze_prior
+    from ultrassl.downstream.saliency import training_gaze_prior
 
-    config = tiny_config("saliency")
-    config["data"]["init_args"]["manifest"] = str(fetal_manifest_two_held_out)
-    datamodule = instantiate(config["data"])
+    encoder = RandomEncoder("tiny3d", {"channels": [2, 2, 2]}, 1, seed=0)
+    config = arm_config(tiny_config("saliency"), encoder, "finetune", manifest=fetal_manifest_two_held_out)
+    datamodule = build_arm(config).datamodule
     prior = training_gaze_prior(datamodule, sigma_px=1.5)
     assert prior.shape == (32, 40) and float(prior.min()) >= 0 and abs(float(prior.sum()) - 1) < 1e-5
     # its centre of mass is the mean fixation of the training frames (each frame weighs one)

@@ -35,3 +35,28 @@ def test_plane_detection_config_fits_from_a_checkpoint_and_keeps_the_result(chec
     if protocol == "linear":  # the solved probe is validated once, as an epoch would have been
         assert metrics["val/macro_f1"].notna().sum() == 1
         assert metrics["train/probe_objective"].notna().sum() == len(cli.model.probe_fit.losses)
+
+
+def test_an_encoder_spec_and_the_shorthand_build_the_same_model(checkpoint_factory, fetal_manifest_two_held_out):
+    from ultrassl.downstream.arms import load_config
+    from ultrassl.engine.cli import build_model_and_data
+    from ultrassl.errors import UltrasslError
+    from ultrassl.models.encoders import PretrainedEncoder
+
+    checkpoint = str(checkpoint_factory("order_geometry", "tiny3d"))
+    config = load_config("configs/downstream/plane_detection.yaml")
+    config["data"]["init_args"]["manifest"] = str(fetal_manifest_two_held_out)
+    config["model"]["init_args"]["checkpoint"] = checkpoint
+    shorthand, data, resolved = build_model_and_data(config)
+    config["model"]["init_args"].pop("checkpoint")
+    config["model"]["init_args"]["encoder"] = {"class_path": "ultrassl.models.encoders.PretrainedEncoder",
+                                               "init_args": {"checkpoint": checkpoint}}
+    spec, _, _ = build_model_and_data(config)
+    assert shorthand.hparams.encoder == spec.hparams.encoder == PretrainedEncoder(checkpoint).config()
+    assert all(torch.equal(v, spec.backbone.state_dict()[k]) for k, v in shorthand.backbone.state_dict().items())
+    # the model holds the data module's pipeline, said once in the config, as a plain hyperparameter
+    assert spec.hparams.pipeline == resolved["data"]["init_args"]["pipeline"]
+    assert spec.pipeline.size == data.pipeline.size and spec.pipeline is not data.pipeline
+    config["model"]["init_args"]["checkpoint"] = checkpoint
+    with pytest.raises(UltrasslError, match="not both"):
+        build_model_and_data(config)

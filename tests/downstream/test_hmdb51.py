@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from data_tools.index import index_folder
+from ultrassl.data.indexing import index_folder
 from tests.downstream.test_evaluate import tiny_config
 from ultrassl.data.manifest import read_manifest, write_manifest
 from ultrassl.data.splits import hmdb51_annotations

@@ -10,7 +10,7 @@ from tests.media import truncate_file
 from ultrassl.data.datasets import ManifestDataset
 from ultrassl.data.manifest import read_manifest
 from ultrassl.downstream.base import load_task_pipeline
-from ultrassl.downstream.checkpoint import CheckpointError
+from ultrassl.errors import CheckpointError
 from ultrassl.downstream.cine import predict_cine_loop, predict_saliency_loop
 from ultrassl.downstream.evaluate import evaluate_checkpoint
 from ultrassl.downstream.inference import LoopPredictor

@@ -7,7 +7,7 @@ import torch
 
 from tests.downstream.helpers import OBJECTIVES, action_batch, loader_of, plane_batch, quick_trainer, saliency_batch
 from ultrassl.downstream.action import ActionRecognition
-from ultrassl.downstream.checkpoint import load_pretrained_backbone
+from ultrassl.models.checkpoint import load_pretrained_backbone
 from ultrassl.downstream.plane_detection import PlaneDetection
 from ultrassl.downstream.saliency import SaliencyPrediction
 

@@ -190,3 +190,28 @@ def test_ddp_fit_on_two_cpu_processes(fetal_manifest, tmp_path):
     # 24 training items shared by 2 processes in batches of 4: 3 steps (6 on one process)
     assert checkpoint["global_step"] == 3
     assert yaml.safe_load(checkpoint["provenance"]["config"])["trainer"]["strategy"] == "ddp"
+
+
+def test_channels_frames_and_mode_are_said_once_in_the_pipeline(fetal_manifest, tmp_path, capsys):
+    from ultrassl.engine.cli import ConfigError, build_model_and_data
+
+    config = yaml.safe_load(CONFIG.read_text())
+    assert not {"in_channels", "num_frames", "mode"} & set(config["model"]["init_args"])  # said once
+    config["data"]["init_args"].update(manifest=str(fetal_manifest), num_workers=0)
+    config["data"]["init_args"]["pipeline"]["init_args"].update(num_frames=5, mode="sequential", size=[32, 32])
+    model, datamodule, resolved = build_model_and_data(config)
+    assert (model.hparams.num_frames, model.hparams.mode, model.hparams.in_channels) == (5, "sequential", 1)
+    assert model.num_order_classes == 60 and datamodule.pipeline.num_frames == 5
+    assert resolved["model"]["init_args"]["num_frames"] == 5
+    # an older config stating them in the model too: runs when both agree ...
+    config["model"]["init_args"].update(in_channels=1, num_frames=5, mode="sequential")
+    assert build_model_and_data(config)[0].hparams.num_frames == 5
+    # ... and names both keys when they do not
+    config["model"]["init_args"]["num_frames"] = 4
+    with pytest.raises(ConfigError) as error:
+        build_model_and_data(config)
+    assert str(error.value).startswith("model.init_args.num_frames=4 but data.init_args.pipeline.init_args.num_frames=5")
+    code = ultrassl_main(small_run(fetal_manifest, tmp_path / "run", "--model.init_args.mode=sequential"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "model.init_args.mode='sequential' but data.init_args.pipeline.init_args.mode='parallel'" in err[0]

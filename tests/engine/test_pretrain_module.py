@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from ultrassl.engine.base import PretrainModule, warmup_cosine_factor
-from ultrassl.engine.batch import batch_param, batch_size_of
+from ultrassl.engine.base import PretrainModule
+from ultrassl.engine.optim import warmup_cosine_factor
+from ultrassl.engine.batch import batch_size_of
 from ultrassl.models.backbones import FrameEncoder
+from ultrassl.transforms.base import batch_param
 
 
 class FeatureNorm(PretrainModule):

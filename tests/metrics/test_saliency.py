@@ -197,12 +197,6 @@ def test_points_fall_on_the_nearest_pixel_and_off_map_points_are_ignored():
     assert S.nss(m, torch.tensor([[2.0, 1.0], [5.0, 1.0], [-1.0, 0.0]])).item() == pytest.approx(centre_pixel)
 
 
-def test_scale_fixations_keeps_pixel_edges_and_centres():
-    moved = S.scale_fixations(torch.tensor([[-0.5, -0.5], [3.5, 1.5], [1.5, 0.5]]), (2, 4), (4, 8))
-    expected = torch.tensor([[-0.5, -0.5], [7.5, 3.5], [3.5, 1.5]])
-    assert torch.allclose(moved, expected)
-
-
 # ---------------------------------------------------------------------------- against the reference
 @pytest.mark.parametrize("seed", [0, 1])
 def test_metrics_agree_with_loop_reference_on_random_maps(seed):

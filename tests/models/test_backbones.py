@@ -25,7 +25,7 @@ def _input(kind: str, channels: int = 1) -> torch.Tensor:
 
 
 def test_registry_lists_the_documented_backbones():
-    assert list_backbones() == ["r3d_18", "r3d_50", "sononet16", "sononet32", "sononet64", "tiny3d"]
+    assert list_backbones() == ["r3d_18", "r3d_50", "sononet16", "sononet32", "sononet64", "tiny2d", "tiny3d"]
 
 
 @pytest.mark.parametrize("name", list_backbones())
@@ -72,6 +72,24 @@ def test_sononet_widths_follow_the_paper():
 def test_tiny3d_is_tiny_and_takes_widths():
     assert sum(p.numel() for p in create_backbone("tiny3d").parameters()) < 100_000
     assert create_backbone("tiny3d", channels=(4, 8, 12)).num_features == 12
+
+
+def test_tiny2d_is_a_cut_sononet_whose_map_is_an_eighth_of_the_frame():
+    net = create_backbone("tiny2d").eval()
+    assert net.input_kind == "frame" and net.num_features == 64 and net.downsampling == 8
+    assert sum(p.numel() for p in net.parameters()) < 100_000
+    with torch.no_grad():
+        assert net.forward_feature_map(torch.zeros(2, 1, 64, 80)).shape == (2, 64, 8, 10)
+    # SonoNet itself is unchanged by the new options: the paper's stages and adaptation layer
+    assert create_backbone("sononet16").num_features == 64
+    assert create_backbone("sononet16").downsampling == 16
+
+
+def test_sononet_stage_options_must_pair_up():
+    from ultrassl.models.backbones import SonoNet
+
+    with pytest.raises(ValueError, match="one entry per stage"):
+        SonoNet(stage_depths=(2, 2), stage_widths=(1,))
 
 
 def test_frame_encoder_equals_the_frame_backbone_frame_by_frame():

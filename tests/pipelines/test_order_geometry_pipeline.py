@@ -109,3 +109,20 @@ def test_bad_options_fail_when_built():
         OrderGeometryPipeline(mode="both")
     with pytest.raises(ValueError, match="num_frames >= 3"):
         OrderGeometryPipeline(num_frames=2)
+
+
+def test_warp_within_sector_keeps_the_sector_edges_where_they_were(fetal_manifest):
+    # the warped view is blank exactly outside the sector found on the unwarped frames, so
+    # the fan's edges cannot tell the rotation; without the option they move with it
+    options = dict(size=(32, 40), spacing=3, rotate_range_deg=(25, 30), keep_sector_mask=True, mean=0.0, std=1.0)
+    inside = OrderGeometryPipeline(warp_within_sector=True, **options)
+    plain = OrderGeometryPipeline(**options)
+    for within, item in ((True, _items(fetal_manifest, inside, 1)[0]), (False, _items(fetal_manifest, plain, 1)[0])):
+        outside = item["sector_mask"][0, 0] == 0
+        warped = item["geometry_clip"]
+        assert (warped[..., outside] == 0).all() if within else (warped[..., outside] != 0).any()
+
+
+def test_warp_within_sector_needs_the_sector():
+    with pytest.raises(ValueError, match="needs the scan sector"):
+        OrderGeometryPipeline(modality="natural", warp_within_sector=True)

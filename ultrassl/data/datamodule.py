@@ -1,7 +1,7 @@
 """The Lightning data module over a manifest, with repeatable per-item randomness.
 
 :class:`ManifestDataModule` splits a manifest by its split column, applies a
-:class:`~ultrassl.pipelines.base.Pipeline`'s chains and batches the items with
+:class:`~ultrassl.data.pipeline.Pipeline`'s chains and batches the items with
 ``default_collate``. Randomness is a function of ``(seed, epoch, item)`` alone:
 
 * :class:`EpochSeededSampler` orders the items of an epoch with a generator seeded by
@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from ultrassl.data.datasets import ManifestDataset
 from ultrassl.data.manifest import manifest_hash, read_manifest
+from ultrassl.data.pipeline import Pipeline
 from ultrassl.errors import ManifestError
-from ultrassl.pipelines.base import Pipeline
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -133,6 +133,9 @@ class ManifestDataModule(L.LightningDataModule):
         val_clips_per_video: validation items per video (a larger, fixed held-out set).
         label_column: manifest column exposed as ``label`` (None: none).
         pin_memory: pin batches for faster transfer to a GPU.
+        train_subjects: train on the clips of these subjects only (the manifest's
+            ``subject`` column; label-fraction studies); the held-out clips are unchanged.
+            None: every training clip.
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class ManifestDataModule(L.LightningDataModule):
         val_clips_per_video: int = 1,
         label_column: str | None = "label",
         pin_memory: bool = False,
+        train_subjects: list[str] | None = None,
     ):
         super().__init__()
         for name, path in (("manifest", manifest), ("val_manifest", val_manifest)):
@@ -180,6 +184,7 @@ class ManifestDataModule(L.LightningDataModule):
         self.val_clips_per_video = val_clips_per_video
         self.label_column = label_column
         self.pin_memory = pin_memory
+        self.train_subjects = None if train_subjects is None else [str(s) for s in train_subjects]
         self.train_set: SeededItems | None = None
         self.val_set: SeededItems | None = None
 
@@ -193,6 +198,18 @@ class ManifestDataModule(L.LightningDataModule):
     # ----------------------------------------------------------------- splits
     def split_tables(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """The ok rows that train and those that validate (None: no validation data)."""
+        train, val = self._splits()
+        if self.train_subjects is None:
+            return train, val
+        if "subject" not in train.columns:
+            raise ManifestError("train_subjects needs a 'subject' column", self.manifest)
+        missing = sorted(set(self.train_subjects) - set(train["subject"].astype(str)))
+        if missing:
+            raise ManifestError(f"train_subjects {missing} have no training clips", self.manifest)
+        chosen = train[train["subject"].astype(str).isin(self.train_subjects)]
+        return chosen.reset_index(drop=True), val
+
+    def _splits(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         table = read_manifest(self.manifest, status="ok")
         if self.val_manifest is not None:
             val = read_manifest(self.val_manifest, status="ok")

@@ -113,7 +113,7 @@ class ManifestDataset(Dataset):
                 continue
             if column == self.label_column:
                 continue
-            item[column] = _plain(column, value)
+            item[column] = _cell_value(column, value)
         if self.label_column is not None and self.label_column in row:
             label = row[self.label_column]
             item["label"] = -1 if _missing(label) else int(label)
@@ -159,7 +159,7 @@ def _missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def _plain(column: str, value: Any) -> Any:
+def _cell_value(column: str, value: Any) -> Any:
     """Python scalars that collate: ints, floats (NaN for unknown), bools, text."""
     if column in INT_COLUMNS:
         return -1 if _missing(value) else int(value)

@@ -1,6 +1,6 @@
 """The manifest: one CSV row per clip file, with what its header says and whether it reads.
 
-Columns written by the indexer (:func:`data_tools.index.index_folder`):
+Columns written by the indexer (:func:`ultrassl.data.indexing.index_folder`):
 
 ============== ======== ==========================================================
 column         type     meaning

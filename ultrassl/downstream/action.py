@@ -1,5 +1,11 @@
 """Action recognition: clip classification by a linear probe or a fine-tune, multi-clip
-test-time averaging, and kNN retrieval on the encoder's features.
+test-time averaging, and kNN retrieval on the encoder's features; the model
+(:class:`ActionRecognition`) and the task (:class:`ActionRecognitionTask`).
+
+The task is scored on the test split, every video once with multi-clip averaging (top-1,
+top-5, macro F1), and by kNN retrieval recall@1/5/10/20/50 of the encoders as they start
+(:mod:`ultrassl.downstream.protocols.knn`: the ``knn`` rows), test clips against the
+training clips. Videos in neither list of a split (HMDB51's id 0) neither train nor score.
 
 Training sees one clip per item ``(B, C, T, H, W)``. Evaluation items may hold N clips of
 the video ``(B, N, C, T, H, W)`` (:class:`~ultrassl.pipelines.action.ActionPipeline`'s
@@ -16,8 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ultrassl.data.manifest import read_manifest
 from ultrassl.downstream.base import DownstreamModule
+from ultrassl.downstream.scoring import device_of, evaluation_items, in_order
+from ultrassl.downstream.task import Task
 from ultrassl.metrics.classification import ClassificationMetrics
+from ultrassl.models.checkpoint import PretrainedInfo
 from ultrassl.models.heads import LinearHead
 
 
@@ -109,3 +119,55 @@ class ActionRecognition(DownstreamModule):
         self.log("val/accuracy", report["accuracy"], sync_dist=False)
         self.log("val/top5_accuracy", report["top5_accuracy"], sync_dist=False)
         self.log("val/macro_f1", report["macro_f1"], sync_dist=False)
+
+
+class ActionRecognitionTask(Task):
+    """Action recognition as a task (see the module docstring)."""
+
+    name = "action_recognition"
+    model_class = ActionRecognition
+    default_protocols = ("linear", "finetune")
+    encoder_protocols = ("knn",)
+    table_metrics = ("accuracy", "top5_accuracy", "macro_f1")
+    curve_metric = "val/accuracy"
+
+    def prepare(self, config: dict[str, Any], encoder: PretrainedInfo) -> dict[str, Any]:
+        """The encoder's channels; the test split held out; the classes from the manifest."""
+        config = super().prepare(config, encoder)
+        data = config["data"]["init_args"]
+        data.setdefault("val_split", "test")
+        model = config["model"].setdefault("init_args", {})
+        if model.get("num_classes") is None:
+            model["num_classes"], names = class_list_from_manifest(data["manifest"])
+            model.setdefault("class_names", names)
+        return config
+
+    def score(self, model: ActionRecognition, datamodule: Any) -> dict[str, Any]:
+        """Every held-out (test) video once, multi-clip averaged: accuracy, top-5 accuracy, macro F1."""
+        model.eval()
+        metrics = ClassificationMetrics(model.num_classes, model.class_names)
+        hits = []
+        with torch.no_grad():
+            for batch in in_order(evaluation_items(datamodule), datamodule.val_batch_size):
+                probabilities = model.predict_proba(batch["clip"].to(device_of(model))).cpu()
+                target = batch["label"].long()
+                metrics.update(probabilities, target)
+                k = min(5, model.num_classes)
+                hits.append((probabilities.topk(k, dim=1).indices == target[:, None]).any(dim=1))
+        report = metrics.report()
+        report["top5_accuracy"] = float(torch.cat(hits).float().mean()) if hits else float("nan")
+        return {"metrics": {k: report[k] for k in self.table_metrics}, "report": report, "examples": []}
+
+
+def class_list_from_manifest(manifest: str) -> tuple[int, list[str] | None]:
+    """The number of classes (largest ``label`` + 1) and their names (``class_name``) of a manifest."""
+    table = read_manifest(manifest, status="ok")
+    if "label" not in table.columns or table["label"].isna().all():
+        raise ValueError(f"{manifest}: action recognition needs an integer 'label' column")
+    labels = table["label"].dropna().astype(int)
+    num_classes = int(labels.max()) + 1
+    names = None
+    if "class_name" in table.columns:
+        by_label = dict(zip(labels, table.loc[labels.index, "class_name"].astype(str)))
+        names = [by_label.get(i, str(i)) for i in range(num_classes)]
+    return num_classes, names

@@ -1,17 +1,19 @@
 """The Lightning module every downstream task builds on: a transferred (or fresh) encoder.
 
-:class:`DownstreamModule` takes its encoder from a pretraining checkpoint
-(``init="pretrained"``) or builds the same architecture with fresh weights
-(``init="random"``, the baseline every transfer result stands beside), and trains it under
-one of two protocols:
+:class:`DownstreamModule` takes its encoder from an encoder spec
+(:mod:`ultrassl.models.encoders`): :class:`~ultrassl.models.encoders.PretrainedEncoder`
+loads a pretraining checkpoint's, :class:`~ultrassl.models.encoders.RandomEncoder` builds
+an architecture with fresh weights (the baseline every transfer result stands beside, which
+opens no file). It trains under one of the protocols of :mod:`ultrassl.downstream.protocols`:
 
-* ``"linear"``: the encoder is frozen (no gradients, BatchNorm statistics fixed: it stays in
-  eval mode) and only the task head learns. For the classification tasks the head is a
-  linear probe, solved by default to convergence on the frozen features
-  (``linear_solver="lbfgs"``, :mod:`ultrassl.downstream.linear_probe`) when fitting starts,
-  instead of being trained for ``max_steps`` SGD steps (``linear_solver="sgd"``); for saliency
-  the decoder trains by SGD;
-* ``"finetune"``: everything learns; the encoder at ``lr * backbone_lr_scale``.
+* ``"linear"``: the encoder is frozen and only the task head learns; a linear classifier
+  head is solved by default to convergence on the frozen features when fitting starts
+  (``linear_solver="lbfgs"``) instead of being trained for ``max_steps`` SGD steps;
+* ``"finetune"``: everything learns, the encoder at ``lr * backbone_lr_scale``.
+
+The data pipeline the model was trained with is one of its hyperparameters (``pipeline``,
+saved in its checkpoints), so that :class:`~ultrassl.downstream.inference.LoopPredictor`
+prepares new clips as in training.
 
 Frame-level tasks (plane detection, saliency) follow one rule for both kinds of backbone
 (:meth:`DownstreamModule.frame_feature_map`): the frame to predict is the centre one,
@@ -23,44 +25,46 @@ clip around it and its feature map is averaged over time.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Mapping
-from functools import partial
 from typing import Any, Literal
 
-import lightning as L
 import torch
 from torch import nn
 
-from ultrassl.downstream.checkpoint import (
-    BackboneSpec,
-    CheckpointError,
-    class_from_checkpoint,
-    PretrainedInfo,
-    load_pretrained_backbone,
-    random_init_backbone,
-    read_checkpoint,
-)
-from ultrassl.downstream.linear_probe import ProbeFit, fit_linear_probe
-from ultrassl.engine.base import warmup_cosine_factor
-from ultrassl.models.backbones import Backbone, FrameEncoder
+from ultrassl.data.pipeline import Pipeline
+from ultrassl.downstream.linear_probe import ProbeFit
+from ultrassl.downstream.protocols import make_protocol
+from ultrassl.downstream.protocols.linear import LinearProbe
+from ultrassl.engine.module import EncoderModule
+from ultrassl.engine.optim import check_scheduler
+from ultrassl.errors import CheckpointError
+from ultrassl.models.checkpoint import class_from_checkpoint, read_checkpoint
+from ultrassl.models.encoders import EncoderSpec, RandomEncoder, encoder_from_arguments, encoder_from_config
+from ultrassl.plain import plain
 
 Protocol = Literal["linear", "finetune"]
 Init = Literal["pretrained", "random"]
+#: the shorthand arguments that name an encoder (see :func:`~ultrassl.models.encoders.encoder_from_arguments`)
+SHORTHAND = ("checkpoint", "init", "init_seed")
 
 
-class DownstreamModule(L.LightningModule):
+class DownstreamModule(EncoderModule):
     """Encoder + task head, trained by a linear probe or a fine-tune.
 
     Args:
-        checkpoint: pretraining checkpoint whose encoder to transfer (and, with
-            ``init="random"``, whose architecture to rebuild).
-        init: ``"pretrained"`` (load the checkpoint's weights) or ``"random"`` (fresh weights).
-        backbone, backbone_kwargs, in_channels: the architecture when there is no
-            checkpoint (random init only); ignored when a checkpoint is given, except that
-            a ``backbone`` naming another architecture is an error.
-        init_seed: seed of the fresh weights (random init); None: the global generator.
+        encoder: where the encoder comes from (an :class:`~ultrassl.models.encoders.EncoderSpec`
+            or its ``{"class_path", "init_args"}`` config). Without it, the shorthand below.
+        pipeline: the data pipeline the model is trained with (``ultrassl fit`` gives it the
+            data module's); saved with the model. Its ``in_channels`` must be the encoder's.
+        checkpoint, init, init_seed: shorthand for the encoder: a pretraining checkpoint and
+            ``init="pretrained"`` (its weights) or ``"random"`` (its architecture, fresh
+            weights seeded by ``init_seed``); without a checkpoint, ``init="random"`` builds
+            ``backbone``.
+        backbone, backbone_kwargs: the architecture of a random encoder without a checkpoint;
+            with one, a ``backbone`` naming another architecture is an error.
+        in_channels: channels of the input clips (``ultrassl fit`` gives the pipeline's);
+            must be the encoder's; None: the encoder's.
         protocol: ``"linear"`` (frozen encoder) or ``"finetune"``.
         lr: learning rate of the head (peak, after warm-up).
         backbone_lr_scale: the encoder's learning rate relative to ``lr`` (fine-tune).
@@ -76,11 +80,9 @@ class DownstreamModule(L.LightningModule):
         probe_max_iter: L-BFGS iterations at most.
         head_init: where a fine-tune's linear head starts (tasks with ``has_linear_probe``):
             ``"random"``, or ``"probe"``: the L-BFGS probe solved on the starting encoder's
-            features (LP-FT, Kumar et al., ICLR 2022), so that the first steps do not send a
-            random head's gradients into the encoder.
+            features (LP-FT, Kumar et al., ICLR 2022).
         freeze_encoder_norm: fine-tune with the encoder's BatchNorm layers in evaluation mode
-            (their statistics fixed, their affine parameters still learning), as is usual
-            when batches are small or, like frames of a few loops, strongly correlated.
+            (their statistics fixed, their affine parameters still learning).
     """
 
     #: whether the task's head is a linear classifier that ``linear_solver="lbfgs"`` can solve
@@ -88,6 +90,8 @@ class DownstreamModule(L.LightningModule):
 
     def __init__(
         self,
+        encoder: EncoderSpec | None = None,
+        pipeline: Pipeline | None = None,
         checkpoint: str | None = None,
         init: Init = "pretrained",
         backbone: str | None = None,
@@ -110,38 +114,46 @@ class DownstreamModule(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
-        if protocol not in ("linear", "finetune"):
-            raise ValueError(f"protocol must be 'linear' or 'finetune', got {protocol!r}")
+        check_scheduler(scheduler)
+        self.protocol = make_protocol(protocol, linear_solver=linear_solver, probe_passes=probe_passes,
+                                      probe_l2=probe_l2, probe_max_iter=probe_max_iter, weight_decay=weight_decay,
+                                      backbone_lr_scale=backbone_lr_scale, head_init=head_init,
+                                      freeze_encoder_norm=freeze_encoder_norm)
         if linear_solver not in ("lbfgs", "sgd"):
             raise ValueError(f"linear_solver must be 'lbfgs' or 'sgd', got {linear_solver!r}")
         if head_init not in ("random", "probe"):
             raise ValueError(f"head_init must be 'random' or 'probe', got {head_init!r}")
-        if scheduler not in ("cosine", "constant"):
-            raise ValueError(f"scheduler must be 'cosine' or 'constant', got {scheduler!r}")
-        self.backbone, self.pretrained_info = build_encoder(
-            checkpoint, init, backbone, backbone_kwargs, in_channels, init_seed
-        )
+        if encoder is None:
+            encoder = encoder_from_arguments(checkpoint, init, backbone, backbone_kwargs, in_channels, init_seed)
+        elif checkpoint is not None or init != "pretrained" or init_seed is not None:
+            raise ValueError("give the encoder either as encoder or by checkpoint/init/init_seed, not both")
+        encoder = encoder_from_config(encoder)
+        self.backbone, self.pretrained_info = encoder.build()
         spec = self.pretrained_info.spec
-        # Resolved architecture in the hyperparameters: this module's own checkpoints can be
-        # transferred again by load_pretrained_backbone.
-        self.hparams.update(backbone=spec.name, backbone_kwargs=dict(spec.kwargs), in_channels=spec.in_channels)
-        self.frozen = protocol == "linear"
+        if backbone is not None and backbone != spec.name:
+            raise ValueError(f"backbone={backbone!r} but the encoder is a {spec.name!r}")
+        if in_channels is not None and int(in_channels) != spec.in_channels:
+            raise ValueError(f"the encoder takes {spec.in_channels}-channel clips but in_channels={in_channels} "
+                             f"(the data pipeline's): set the pipeline's in_channels to {spec.in_channels}")
+        self.pipeline, pipeline_config = _pipeline_and_config(pipeline, self.hparams.get("pipeline"))
+        if self.pipeline is not None and getattr(self.pipeline, "in_channels", spec.in_channels) != spec.in_channels:
+            raise ValueError(f"the encoder takes {spec.in_channels}-channel clips but the pipeline gives "
+                             f"{self.pipeline.in_channels}: set its in_channels to {spec.in_channels}")
+        # Hyperparameters that rebuild this module: the encoder as a spec, the resolved
+        # architecture (so that load_pretrained_backbone can transfer this model's encoder
+        # again) and the pipeline, all plain values; the shorthand has been read.
+        hparams = {k: v for k, v in self.hparams.items() if k not in SHORTHAND}
+        hparams.update(encoder=encoder.config(), pipeline=pipeline_config, backbone=spec.name,
+                       backbone_kwargs=dict(spec.kwargs), in_channels=spec.in_channels)
+        self.save_hyperparameters(hparams)
+        self.frozen = self.protocol.frozen
         self.probe_fit: ProbeFit | None = None
-        #: the data pipeline's ``{"class_path", "init_args"}`` (set by ``ultrassl fit`` and
-        #: ``ultrassl evaluate``), saved in checkpoints for :func:`load_task_pipeline`
-        self.pipeline_config: dict[str, Any] | None = None
-        if self.frozen:
-            self.backbone.requires_grad_(False)
-            self.backbone.eval()
+        self.protocol.attach(self)
 
     # ----------------------------------------------------------------- encoder
     @property
     def num_features(self) -> int:
         return self.backbone.num_features
-
-    @property
-    def frame_wise(self) -> bool:
-        return isinstance(self.backbone, FrameEncoder)
 
     def train(self, mode: bool = True) -> DownstreamModule:
         super().train(mode)
@@ -150,12 +162,7 @@ class DownstreamModule(L.LightningModule):
         return self
 
     def _fix_encoder_modes(self) -> None:
-        if self.frozen:
-            self.backbone.eval()  # a frozen encoder keeps its BatchNorm statistics
-        elif self.hparams.get("freeze_encoder_norm", False):
-            for module in self.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+        self.protocol.fix_modes(self)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Lightning restores every submodule's recorded mode around validation, bypassing train()
@@ -190,12 +197,17 @@ class DownstreamModule(L.LightningModule):
     def probe_is_solved(cls, protocol: str, linear_solver: str = "lbfgs") -> bool:
         """Whether this task, run with ``protocol`` and ``linear_solver``, solves a linear probe
         with L-BFGS instead of training by SGD (see the class docstring)."""
-        return protocol == "linear" and cls.has_linear_probe and linear_solver == "lbfgs"
+        return protocol == "linear" and LinearProbe.solves(cls, linear_solver)
 
     @property
     def solves_probe(self) -> bool:
         """Whether fitting solves a linear probe with L-BFGS instead of training by SGD."""
-        return self.probe_is_solved(self.hparams.protocol, self.hparams.linear_solver)
+        return self.protocol.solves_probe(self)
+
+    @property
+    def starts_from_probe(self) -> bool:
+        """Whether a fine-tune's head starts from a solved probe (LP-FT)."""
+        return self.protocol.starts_from_probe(self)
 
     def probe_features(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Features ``(N, F)`` the probe head reads and their targets ``(N,)`` (-1: unlabelled)."""
@@ -205,43 +217,15 @@ class DownstreamModule(L.LightningModule):
         """Cross-entropy class weights ``(K,)`` of the probe, or None."""
         return None
 
-    @property
-    def starts_from_probe(self) -> bool:
-        """Whether a fine-tune's head starts from a solved probe (LP-FT)."""
-        return not self.frozen and self.has_linear_probe and self.hparams.head_init == "probe"
-
     def on_train_start(self) -> None:
-        if not (self.solves_probe or self.starts_from_probe):
-            return
-        if self.trainer.world_size > 1:
-            # each process would solve on its own shard of the data and the copies would differ
-            raise ValueError("the L-BFGS probe (linear_solver='lbfgs' or head_init='probe') is solved in one "
-                             "process: train it with trainer.devices=1, or use linear_solver='sgd' and "
-                             "head_init='random' under DDP")
-        hp = self.hparams
-        self.probe_fit = fit_linear_probe(self, self.trainer.train_dataloader, passes=hp.probe_passes,
-                                          l2=hp.probe_l2, max_iter=hp.probe_max_iter)
-        if self.solves_probe:
-            if self.logger is not None:
-                for i, loss in enumerate(self.probe_fit.losses):
-                    self.logger.log_metrics({"train/probe_objective": loss}, step=i)
-            # The probe is solved: no SGD step follows (the loop checks this before its first step).
-            self.trainer.should_stop = True
+        fit = self.protocol.on_train_start(self)
+        if fit is not None:
+            self.probe_fit = fit
 
     # ----------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # the task's class, so that load_task_model can rebuild it without the pretraining file,
-        # and the pipeline it was trained with, so that load_task_pipeline can prepare new clips
+        # the task's class, so that load_task_model can rebuild it without the pretraining file
         checkpoint["task_class"] = f"{type(self).__module__}.{type(self).__qualname__}"
-        if self.pipeline_config is not None:
-            checkpoint["pipeline"] = self.pipeline_config
-
-    # ----------------------------------------------------------------- logging
-    def log_scalars(self, values: dict[str, Any], stage: str, batch_size: int) -> None:
-        """Log scalars as ``"{stage}/{name}"``; the loss on the progress bar."""
-        options = dict(on_step=stage == "train", on_epoch=True, sync_dist=True, batch_size=batch_size)
-        for name, value in values.items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "loss", **options)
 
     # ----------------------------------------------------------------- optimisation
     def head_parameters(self) -> list[nn.Parameter]:
@@ -249,65 +233,36 @@ class DownstreamModule(L.LightningModule):
         encoder = {id(p) for p in self.backbone.parameters()}
         return [p for p in self.parameters() if id(p) not in encoder and p.requires_grad]
 
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        groups = _decay_groups(self.head_parameters(), hp.lr, hp.weight_decay)
-        if not self.frozen:
-            groups += _decay_groups(
-                [p for p in self.backbone.parameters() if p.requires_grad], hp.lr * hp.backbone_lr_scale, hp.weight_decay
-            )
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=hp.lr)
-        total = self.trainer.estimated_stepping_batches
-        if hp.scheduler == "cosine":
-            if not math.isfinite(total):
-                raise ValueError("the cosine schedule needs a finite run: set trainer max_steps or max_epochs")
-            factor = partial(warmup_cosine_factor, warmup_steps=int(hp.warmup_steps), total_steps=int(total),
-                             min_factor=hp.min_lr / hp.lr if hp.lr > 0 else 0.0)
-        else:
-            factor = partial(warmup_cosine_factor, warmup_steps=int(hp.warmup_steps),
-                             total_steps=int(hp.warmup_steps) + 1, min_factor=1.0)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        return self.protocol.parameter_groups(self, self.hparams.lr)
 
 
-def build_encoder(
-    checkpoint: str | None,
-    init: Init,
-    backbone: str | None = None,
-    backbone_kwargs: dict[str, Any] | None = None,
-    in_channels: int | None = None,
-    init_seed: int | None = None,
-) -> tuple[Backbone, PretrainedInfo]:
-    """The encoder of a downstream task (see :class:`DownstreamModule`'s arguments)."""
-    if init not in ("pretrained", "random"):
-        raise ValueError(f"init must be 'pretrained' or 'random', got {init!r}")
-    if checkpoint is not None:
-        encoder, info = load_pretrained_backbone(checkpoint)
-        if backbone is not None and backbone != info.spec.name:
-            raise CheckpointError(
-                f"the config names backbone {backbone!r} but the checkpoint holds {info.spec.name!r}", checkpoint
-            )
-        if init == "random":
-            encoder, random_info = random_init_backbone(info.spec, seed=init_seed)
-            random_info.objective = info.objective
-            return encoder, random_info
-        return encoder, info
-    if init == "pretrained":
-        raise ValueError("init='pretrained' needs a checkpoint")
-    if backbone is None:
-        raise ValueError("a random initialisation without a checkpoint needs a backbone name")
-    spec = BackboneSpec(backbone, dict(backbone_kwargs or {}), 1 if in_channels is None else int(in_channels))
-    return random_init_backbone(spec, seed=init_seed)
+def pipeline_from_config(config: Mapping[str, Any], source: str | os.PathLike | None = None) -> Pipeline:
+    """The pipeline a ``{"class_path", "init_args"}`` config names (as saved with a model).
+
+    Raises:
+        CheckpointError: the class path names no pipeline of this package.
+    """
+    if not isinstance(config, Mapping) or "class_path" not in config:
+        raise CheckpointError(f"a pipeline is {{'class_path': ..., 'init_args': ...}}, got {config!r}", source)
+    pipeline_class = class_from_checkpoint(config["class_path"], Pipeline, "clip pipeline", source)
+    return pipeline_class(**dict(config.get("init_args") or {}))
 
 
-def _decay_groups(parameters: list[nn.Parameter], lr: float, weight_decay: float) -> list[dict[str, Any]]:
-    """Weights with ``weight_decay``; biases and norm scales (1-D) without."""
-    decay = [p for p in parameters if p.ndim > 1]
-    no_decay = [p for p in parameters if p.ndim <= 1]
-    return [
-        {"params": decay, "weight_decay": weight_decay, "lr": lr},
-        {"params": no_decay, "weight_decay": 0.0, "lr": lr},
-    ]
+def _pipeline_and_config(pipeline: Any, saved: Any) -> tuple[Pipeline | None, dict[str, Any] | None]:
+    """The pipeline object and the plain config that rebuilds it. LightningCLI builds the
+    object and hands ``save_hyperparameters`` the config it came from (``saved``); a config
+    given directly is built here."""
+    if pipeline is None:
+        return None, None
+    if isinstance(pipeline, Mapping):
+        return pipeline_from_config(pipeline), plain(pipeline)
+    if not isinstance(pipeline, Pipeline):
+        raise TypeError(f"pipeline must be a Pipeline or its config, got {type(pipeline).__name__}")
+    if not isinstance(saved, Mapping):
+        raise TypeError("give the pipeline as its config ({'class_path': ..., 'init_args': {...}}), so that it is "
+                        "saved with the model")
+    return pipeline, plain(saved)
 
 
 def load_task_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> DownstreamModule:
@@ -328,7 +283,12 @@ def load_task_model(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError("not a downstream task checkpoint (no task class, weights or backbone)", path)
     task_class = class_from_checkpoint(class_path, DownstreamModule, "downstream task", path)
     hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}  # LightningCLI's "_class_path"
-    hparams.update(checkpoint=None, init="random", init_seed=0)
+    for key in (*SHORTHAND, "encoder"):  # what the encoder started from: every weight is in the file
+        hparams.pop(key, None)
+    hparams["encoder"] = RandomEncoder(hparams["backbone"], hparams.get("backbone_kwargs"), hparams.get("in_channels", 1),
+                                       seed=0)
+    if hparams.get("pipeline") is None and isinstance(checkpoint.get("pipeline"), Mapping):
+        hparams["pipeline"] = checkpoint["pipeline"]  # where versions before the pipeline hyperparameter kept it
     model = task_class(**hparams)
     try:
         model.load_state_dict(checkpoint["state_dict"], strict=True)
@@ -337,17 +297,15 @@ def load_task_model(path: str | os.PathLike, map_location: str | torch.device = 
     return model.to(map_location).eval()
 
 
-def load_task_pipeline(path: str | os.PathLike):
+def load_task_pipeline(path: str | os.PathLike) -> Pipeline:
     """The data pipeline a downstream model was trained with, from its checkpoint (plain
     values: the pipeline's class path and arguments), for preparing new clips as in training.
 
     Raises:
         CheckpointError: the checkpoint records no pipeline of this package.
     """
-    from ultrassl.pipelines.base import ClipPipeline
-
-    spec = read_checkpoint(path).get("pipeline")
+    checkpoint = read_checkpoint(path)
+    spec = (checkpoint.get("hyper_parameters") or {}).get("pipeline") or checkpoint.get("pipeline")
     if not isinstance(spec, Mapping) or "class_path" not in spec:
         raise CheckpointError("the checkpoint records no data pipeline (saved by an older version or by hand)", path)
-    pipeline_class = class_from_checkpoint(spec["class_path"], ClipPipeline, "clip pipeline", path)
-    return pipeline_class(**dict(spec.get("init_args") or {}))
+    return pipeline_from_config(spec, path)

@@ -11,11 +11,12 @@ loop (the first and last frames repeat at the ends).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ultrassl.downstream.plane_detection import PlaneDetection
+if TYPE_CHECKING:  # the task modules use this one
+    from ultrassl.downstream.plane_detection import PlaneDetection
 
 
 def window_indices(n_frames: int, clip_frames: int) -> torch.Tensor:
@@ -27,7 +28,7 @@ def window_indices(n_frames: int, clip_frames: int) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_cine_loop(
-    model: PlaneDetection,
+    model: "PlaneDetection",
     loop: torch.Tensor,
     clip_frames: int | None = None,
     batch_size: int = 32,

@@ -1,4 +1,5 @@
-"""Standard plane detection: frame-level classification in the SonoNet style.
+"""Standard plane detection: frame-level classification in the SonoNet style; the model
+(:class:`PlaneDetection`) and the task (:class:`PlaneDetectionTask`).
 
 Each training item is a clip whose centre frame carries the label (frame backbones: one
 frame; clip backbones: a few frames around it, see :mod:`ultrassl.downstream.base`). The
@@ -6,6 +7,10 @@ classifier is a linear layer on the pooled feature map (after a standardisation 
 learned parameters), so its weights turn the feature map into class-activation maps (Zhou et
 al., CVPR 2016; SonoNet's weakly supervised localisation): the map of class k is the linear layer applied at every position, whose
 spatial mean is exactly the logit of k.
+
+The task is scored on every frame of every held-out cine loop (:mod:`ultrassl.downstream.cine`):
+accuracy and macro precision, recall and F1 (per-class values and the confusion matrix in
+the details), and where each plane is best seen in each loop.
 
 Background dominates real sweeps (about 73 % of the simulated frames), so the cross-entropy
 is class-weighted by default: ``class_weights="auto"`` takes the "balanced" weights
@@ -18,6 +23,7 @@ balance, 0 plain cross-entropy). Absent classes weigh 1.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -26,23 +32,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ultrassl.data.annotations import read_frame_labels
+from ultrassl.data.planes import PLANE_CLASSES
+from ultrassl.downstream import plots
 from ultrassl.downstream.base import DownstreamModule
+from ultrassl.downstream.cine import best_frames, predict_cine_loop
+from ultrassl.downstream.scoring import held_out_loops, spread
+from ultrassl.downstream.task import INITS, LoopPrediction, Task, ViewerSpec
 from ultrassl.metrics.classification import ClassificationMetrics
+from ultrassl.models.checkpoint import PretrainedInfo
 from ultrassl.models.heads import LinearHead
-from ultrassl.synth.fetal_sweep import PLANE_CLASSES
+from ultrassl.pipelines.plane_detection import read_class_names
+from ultrassl.transforms.annotations import read_frame_labels
 
 
 class PlaneDetection(DownstreamModule):
     """Frame classifier over standard planes + Background, with class-activation maps.
 
     Batch: ``batch[image_key]`` clips ``(B, C, T, H, W)`` and ``batch[labels_key]`` the frame
-    labels ``(B, T)`` of :class:`~ultrassl.data.annotations.LoadFrameAnnotationsd`; the
+    labels ``(B, T)`` of :class:`~ultrassl.transforms.annotations.LoadFrameAnnotationsd`; the
     target is the centre frame's label (position ``T // 2``).
 
     Args:
         class_names: class names in label order; default Background + SonoNet's 13 planes
-            (:data:`ultrassl.synth.PLANE_CLASSES`).
+            (:data:`ultrassl.data.planes.PLANE_CLASSES`).
         class_weights: ``"auto"`` (balanced weights from the training manifest's frame
             labels, computed when fitting starts), a list of K weights, or None (plain CE).
         class_weight_power: exponent applied to the balanced weights of ``"auto"``.
@@ -186,3 +198,101 @@ def balanced_class_weights(counts: torch.Tensor) -> torch.Tensor:
     if present.any():
         weights[present] = counts.sum() / (present.sum() * counts[present])
     return weights.to(torch.float32)
+
+
+class PlaneDetectionTask(Task):
+    """Standard plane detection as a task (see the module docstring)."""
+
+    name = "plane_detection"
+    model_class = PlaneDetection
+    default_protocols = ("linear", "finetune")
+    table_metrics = ("macro_f1", "macro_precision", "macro_recall", "accuracy")
+    curve_metric = "val/macro_f1"
+    viewer = ViewerSpec(
+        key="plane", model_label="Plane-detection model", map_label="Class-activation map", map_key="show_cam",
+        model_help="model.ckpt of `ultrassl evaluate` (runs/.../plane_detection/<protocol>_<init>/) or of `ultrassl fit`.",
+        map_help="Where the evidence for the predicted plane lies (CAM of its class).", signed_maps=True,
+        class_label="Plane")
+
+    def prepare(self, config: dict[str, Any], encoder: PretrainedInfo) -> dict[str, Any]:
+        """The encoder's channels; one frame per item for a frame backbone (a clip backbone
+        keeps the config's ``clip_frames``, default 4); the class names of the pipeline."""
+        config = super().prepare(config, encoder)
+        pipeline = config["data"]["init_args"]["pipeline"]["init_args"]
+        if encoder.frame_wise:
+            pipeline["clip_frames"] = 1
+        else:
+            pipeline.setdefault("clip_frames", 4)
+        model = config["model"].setdefault("init_args", {})
+        names = read_class_names(pipeline.get("classes"))
+        if model.get("class_names") is None:
+            model["class_names"] = names
+        elif list(model["class_names"]) != names:
+            raise ValueError("model.class_names and the pipeline's classes differ")
+        return config
+
+    def score(self, model: PlaneDetection, datamodule: Any, keep_examples: int = 3) -> dict[str, Any]:
+        """Every frame of every held-out loop: the classification report, best frames per loop,
+        and a few example frames with their class-activation maps."""
+        pipeline = datamodule.pipeline
+        dataset = held_out_loops(datamodule)
+        metrics = ClassificationMetrics(model.num_classes, model.class_names)
+        loops, examples = {}, []
+        per_loop = max(1, keep_examples // len(dataset))
+        for index in range(len(dataset)):
+            item = dataset[index]
+            out = predict_cine_loop(model, item["clip"], clip_frames=pipeline.clip_frames, with_cams=True)
+            labels = item["clip_frame_labels"]
+            metrics.update(out["probabilities"], labels)
+            loops[str(item["path"])] = {
+                "best_frames": best_frames(out["probabilities"], model.class_names),
+                "predicted": [model.class_names[i] for i in out["predicted"].tolist()],
+                "true": [model.class_names[i] for i in labels.tolist()],
+            }
+            planes = torch.nonzero(labels > 0).flatten()  # frames showing a plane (Background is 0)
+            chosen = planes[spread(planes.numel(), per_loop)] if planes.numel() else []
+            for t in [int(t) for t in chosen][: keep_examples - len(examples)]:
+                examples.append({"frame": item["clip"][0, t].numpy(), "cam": out["cams"][t].numpy(),
+                                 "true": model.class_names[int(labels[t])],
+                                 "predicted": model.class_names[int(out["predicted"][t])], "path": str(item["path"]),
+                                 "t": t})
+        report = metrics.report()
+        return {"metrics": {k: report[k] for k in self.table_metrics}, "report": report, "loops": loops,
+                "examples": examples}
+
+    def baseline(self, datamodule: Any, config: Mapping[str, Any]) -> dict[str, Any] | None:
+        """None yet: the place of a model-free reference (a probe on raw pixels)."""
+        return None
+
+    def figures(self, results: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list[Path]:
+        """Per protocol: the confusion matrices and the class-activation maps of example frames."""
+        figures = []
+        for protocol, by_init in results.items():
+            confusion = self.confusion_figure(protocol, by_init, out_dir)
+            if confusion is not None:
+                figures.append(confusion)
+            examples = {init: scored.get("examples") or [] for init, scored in by_init.items()}
+            if examples.get(INITS[0]):
+                figures.append(_cam_figure(examples, out_dir / f"cam_overlays_{protocol}.png", protocol))
+        return figures
+
+    def predict_loop(self, model: PlaneDetection, loop: torch.Tensor, pipeline: Any) -> LoopPrediction:
+        """Class probabilities, the class-activation map of the predicted plane and where each
+        plane is best seen, for every frame."""
+        out = predict_cine_loop(model, loop, clip_frames=getattr(pipeline, "clip_frames", 1), with_cams=True)
+        return LoopPrediction(self.name, loop.shape[1], list(model.class_names), probabilities=out["probabilities"],
+                              maps=out["cams"], best_frames=best_frames(out["probabilities"], model.class_names))
+
+
+def _cam_figure(examples: Mapping[str, list[dict]], path: Path, protocol: str) -> Path:
+    rows, titles = [], []
+    for i, example in enumerate(examples["pretrained"]):
+        row = [plots.gray_bgr(example["frame"])]
+        for init in INITS:
+            row.append(plots.heat_overlay(example["frame"], examples[init][i]["cam"]))
+        rows.append(row)
+        titles.append(f"{Path(example['path']).stem} t={example['t']} {example['true']}: "
+                      f"{examples['pretrained'][i]['predicted']} / {examples['random_init'][i]['predicted']}")
+    return plots.overlay_grid(rows, ["frame", "pretrained CAM", "random-init CAM"], path, row_titles=titles,
+                              title=f"plane detection ({protocol}): class activation of the predicted class; "
+                                    "rows: true: pretrained / random prediction")

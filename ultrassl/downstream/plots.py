@@ -138,6 +138,14 @@ def confusion_matrix_image(
     return _write(path, image)
 
 
+def gray_bgr(frame: np.ndarray) -> np.ndarray:
+    """A frame of any range as an 8-bit BGR image, min-max scaled (for overlay grids)."""
+    frame = np.asarray(frame, dtype=np.float64)
+    low, high = frame.min(), frame.max()
+    scaled = ((frame - low) / (high - low) if high > low else np.zeros_like(frame)) * 255
+    return cv2.cvtColor(scaled.astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
 def heat_overlay(frame: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """A grayscale or RGB frame ``(H, W[, C])`` in [0, 1] with ``heat`` ``(H, W)`` (any range,
     scaled to its own min-max) blended in with the JET colour map; BGR uint8."""

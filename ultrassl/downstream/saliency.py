@@ -1,4 +1,5 @@
-"""Saliency prediction (sonographer gaze): encoder + upsampling decoder, KL loss.
+"""Saliency prediction (sonographer gaze): encoder + upsampling decoder, KL loss; the model
+(:class:`SaliencyPrediction`) and the task (:class:`SaliencyTask`).
 
 The encoder's feature map of the centre frame (:meth:`DownstreamModule.frame_feature_map`)
 goes through a small decoder (:class:`SaliencyDecoder`: upsample x2, conv 3x3, BN, ReLU per
@@ -8,13 +9,20 @@ fixations (:func:`~ultrassl.metrics.saliency.fixation_density_map`, Gaussian sig
 ``sigma_fraction`` x the frame width). The loss is KL(G || P) = sum G (log G - log P), the
 same direction as the KLD metric; frames without fixations do not count.
 
+The task is scored on every frame of every held-out loop with the seven metrics of
+:mod:`ultrassl.metrics.saliency`, beside its model-free baseline: the training gaze prior
+(:func:`training_gaze_prior`), the mean fixation density of the training frames shown for
+every frame, which a model must beat to make any use of the image.
+
 Validation scores all seven metrics of :mod:`ultrassl.metrics.saliency` with its
 conventions, per frame then per video (video = the item's ``path``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,8 +30,13 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
+from ultrassl.downstream import plots
 from ultrassl.downstream.base import DownstreamModule
-from ultrassl.metrics.saliency import SaliencyEvaluator, fixation_density_map
+from ultrassl.downstream.cine import predict_saliency_loop
+from ultrassl.downstream.scoring import held_out_loops, spread
+from ultrassl.downstream.task import INITS, LoopPrediction, Task, ViewerSpec
+from ultrassl.metrics.saliency import LOWER_IS_BETTER, METRIC_NAMES, SaliencyEvaluator, fixation_density_map
+from ultrassl.models.checkpoint import PretrainedInfo
 
 
 class SaliencyDecoder(nn.Sequential):
@@ -52,7 +65,7 @@ class SaliencyPrediction(DownstreamModule):
     Batch: ``batch[image_key]`` clips ``(B, C, T, H, W)``; ``batch[fixations_key]``
     ``(B, T, K, 2)`` (x, y) in pixels of the frame as given to the model, with
     ``batch[valid_key]`` ``(B, T, K)`` (the padded layout of
-    :class:`~ultrassl.data.annotations.LoadFrameAnnotationsd`; ``(B, K, 2)`` / ``(B, K)`` for
+    :class:`~ultrassl.transforms.annotations.LoadFrameAnnotationsd`; ``(B, K, 2)`` / ``(B, K)`` for
     one frame per item); the centre frame's are used. ``batch["path"]`` names the video.
 
     With ``protocol="linear"`` the encoder is frozen and only the decoder learns.
@@ -155,3 +168,119 @@ class SaliencyPrediction(DownstreamModule):
         for name, value in scores.items():
             self.log(f"val/{name}", value, sync_dist=False)
         self.evaluator = None
+
+
+class SaliencyTask(Task):
+    """Gaze-saliency prediction as a task (see the module docstring)."""
+
+    name = "saliency"
+    model_class = SaliencyPrediction
+    default_protocols = ("finetune",)
+    table_metrics = METRIC_NAMES
+    lower_is_better = frozenset(LOWER_IS_BETTER)
+    curve_metric = "val/NSS"
+    reference_note = ("The saliency table adds the training gaze prior: the mean fixation density of the training "
+                      "frames used as every frame's prediction, which a model must beat to make any use of the image.")
+    viewer = ViewerSpec(key="saliency", model_label="Saliency model", map_label="Predicted saliency",
+                        map_key="show_saliency")
+
+    def prepare(self, config: dict[str, Any], encoder: PretrainedInfo) -> dict[str, Any]:
+        """The encoder's channels; one frame per item for a frame backbone (a clip backbone
+        keeps the config's ``clip_frames``, default 4)."""
+        config = super().prepare(config, encoder)
+        pipeline = config["data"]["init_args"]["pipeline"]["init_args"]
+        if encoder.frame_wise:
+            pipeline["clip_frames"] = 1
+        else:
+            pipeline.setdefault("clip_frames", 4)
+        return config
+
+    def score(self, model: SaliencyPrediction, datamodule: Any, keep_examples: int = 3) -> dict[str, Any]:
+        """Every frame of every held-out loop: the seven saliency metrics, per frame then per
+        video, and a few example frames with prediction and fixations."""
+        pipeline = datamodule.pipeline
+        return score_saliency_maps(datamodule, lambda loop: predict_saliency_loop(model, loop, pipeline.clip_frames),
+                                   model.sigma_px(pipeline.size[1]), model.n_splits, keep_examples)
+
+    def baseline(self, datamodule: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The held-out frames scored with :func:`training_gaze_prior` as every frame's map, with
+        the model's conventions (``sigma_fraction``, ``n_splits`` of the config's model)."""
+        options = config["model"].get("init_args") or {}
+        defaults = inspect.signature(SaliencyPrediction).parameters
+
+        def option(name: str) -> Any:
+            return options[name] if options.get(name) is not None else defaults[name].default
+
+        sigma = float(option("sigma_fraction")) * datamodule.pipeline.size[1]
+        prior = training_gaze_prior(datamodule, sigma)
+        scored = score_saliency_maps(datamodule, lambda loop: prior.expand(loop.shape[1], *prior.shape), sigma,
+                                     int(option("n_splits")), keep_examples=0)
+        return {"name": "training gaze prior", "metrics": scored["metrics"]}
+
+    def figures(self, results: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list[Path]:
+        """Per protocol: predictions of both arms on example frames, with the fixations."""
+        figures = []
+        for protocol, by_init in results.items():
+            examples = {init: scored.get("examples") or [] for init, scored in by_init.items()}
+            if examples.get(INITS[0]):
+                figures.append(_saliency_figure(examples, out_dir / f"saliency_overlays_{protocol}.png", protocol))
+        return figures
+
+    def predict_loop(self, model: SaliencyPrediction, loop: torch.Tensor, pipeline: Any) -> LoopPrediction:
+        """The saliency map of every frame."""
+        maps = predict_saliency_loop(model, loop, getattr(pipeline, "clip_frames", 1))
+        return LoopPrediction(self.name, loop.shape[1], maps=maps)
+
+
+def training_gaze_prior(datamodule: Any, sigma_px: float) -> torch.Tensor:
+    """The mean fixation density of the training frames that have fixations, ``(H, W)``
+    summing to 1, at the pipeline's size: where sonographers look on average, whatever the
+    image (the "centre bias" baseline of saliency benchmarks, learned from the data)."""
+    train, _ = datamodule.split_tables()
+    dataset = held_out_loops(datamodule, train)
+    total, frames = None, 0
+    for index in range(len(dataset)):
+        item = dataset[index]
+        density = fixation_density_map(item["clip_fixations"], tuple(item["clip"].shape[-2:]), sigma_px,
+                                       item["clip_fixations_valid"])
+        looked_at = density.flatten(1).sum(dim=1) > 0
+        summed = density[looked_at].sum(dim=0, dtype=torch.float64)
+        total = summed if total is None else total + summed
+        frames += int(looked_at.sum())
+    if not frames:
+        raise ValueError("no training frame has fixations: the gaze prior is undefined")
+    return (total / total.sum()).to(torch.float32)
+
+
+def score_saliency_maps(datamodule: Any, predict: Callable[[torch.Tensor], torch.Tensor], sigma_px: float,
+                        n_splits: int, keep_examples: int) -> dict[str, Any]:
+    """The maps ``predict(loop)`` gives for every held-out loop, scored against the loops'
+    fixations (:class:`~ultrassl.metrics.saliency.SaliencyEvaluator`), and example frames."""
+    dataset = held_out_loops(datamodule)
+    evaluator = SaliencyEvaluator(sigma_px=sigma_px, n_splits=n_splits, seed=0)
+    examples = []
+    per_loop = max(1, keep_examples // len(dataset))
+    for index in range(len(dataset)):
+        item = dataset[index]
+        maps = predict(item["clip"])
+        points, valid = item["clip_fixations"], item["clip_fixations_valid"]
+        evaluator.update(maps, points, valid, video_ids=[str(item["path"])] * len(maps))
+        looked_at = torch.nonzero(valid.any(dim=1)).flatten()
+        chosen = looked_at[spread(looked_at.numel(), per_loop)] if looked_at.numel() else []
+        for t in [int(t) for t in chosen][: keep_examples - len(examples)]:
+            examples.append({"frame": item["clip"][0, t].numpy(), "map": maps[t].numpy(),
+                             "fixations": points[t][valid[t]].numpy(), "path": str(item["path"]), "t": t})
+    return {"metrics": evaluator.compute(), "frames": len(evaluator), "examples": examples}
+
+
+def _saliency_figure(examples: Mapping[str, list[dict]], path: Path, protocol: str) -> Path:
+    rows, points, titles = [], [], []
+    for i, example in enumerate(examples["pretrained"]):
+        row = [plots.gray_bgr(example["frame"])]
+        for init in INITS:
+            row.append(plots.heat_overlay(example["frame"], examples[init][i]["map"]))
+        rows.append(row)
+        points.append(example["fixations"])
+        titles.append(f"{Path(example['path']).stem} t={example['t']}")
+    return plots.overlay_grid(rows, ["frame + gaze", "pretrained", "random init"], path, row_titles=titles,
+                              points=points, title=f"saliency ({protocol}): predictions, green = fixations")

@@ -1,39 +1,26 @@
 """The Lightning module every self-supervised objective builds on.
 
 :class:`PretrainModule` owns the backbone, the optimiser and learning-rate schedule, and the
-logging. An objective subclasses it, adds its heads in ``__init__`` (passing the base's
-arguments on through ``**kwargs``) and implements :meth:`PretrainModule.objective_step`.
+logging (the parts shared with the downstream models live in :mod:`ultrassl.engine.module`
+and :mod:`ultrassl.engine.optim`). An objective subclasses it, adds its heads in
+``__init__`` (passing the base's arguments on through ``**kwargs``) and implements
+:meth:`PretrainModule.objective_step`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from functools import partial
 from typing import Any, Literal
 
-import lightning as L
 import torch
-from torch import nn
 
 from ultrassl.engine.batch import batch_size_of
+from ultrassl.engine.module import EncoderModule
+from ultrassl.engine.optim import decay_groups
 from ultrassl.models.backbones import Backbone, FrameEncoder, create_backbone
 
 
-def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, min_factor: float = 0.0) -> float:
-    """Learning-rate multiplier at optimiser ``step``: linear warm-up then half a cosine.
-
-    Rises linearly from ``1 / (warmup_steps + 1)`` to 1 over ``warmup_steps`` steps, then falls
-    along a cosine from 1 to ``min_factor`` at ``total_steps`` (and stays there).
-    """
-    if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
-    decay_steps = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / decay_steps)
-    return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-class PretrainModule(L.LightningModule):
+class PretrainModule(EncoderModule):
     """Backbone + optimiser + schedule + logging; objectives add heads and a loss.
 
     Frame backbones (``sononet*``) are wrapped in :class:`FrameEncoder`, so ``self.backbone``
@@ -77,11 +64,6 @@ class PretrainModule(L.LightningModule):
         self.backbone: Backbone = FrameEncoder(encoder) if encoder.input_kind == "frame" else encoder
 
     # ----------------------------------------------------------------- features
-    @property
-    def frame_wise(self) -> bool:
-        """True when the backbone encodes frames one by one (per-frame features exist)."""
-        return isinstance(self.backbone, FrameEncoder)
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features ``(B, F)`` of clips ``(B, C, T, H, W)`` (frame backbones: mean over T)."""
         return self.backbone.forward_features(x)
@@ -125,64 +107,9 @@ class PretrainModule(L.LightningModule):
     def _log_scalars(self, outputs: Mapping[str, Any], stage: str, batch: Any) -> None:
         if "loss" not in outputs:
             raise KeyError(f"{type(self).__name__}.objective_step must return a 'loss'")
-        scalars = {
-            f"{stage}/{name}": value.detach() if isinstance(value, torch.Tensor) else value
-            for name, value in outputs.items()
-            if isinstance(value, (int, float)) or (isinstance(value, torch.Tensor) and value.numel() == 1)
-        }
-        options = dict(on_step=stage == "train", on_epoch=True, sync_dist=True, batch_size=batch_size_of(batch))
-        self.log(f"{stage}/loss", scalars.pop(f"{stage}/loss"), prog_bar=True, **options)
-        self.log_dict(scalars, **options)
+        self.log_scalars({"loss": outputs["loss"], **outputs}, stage, batch_size_of(batch))
 
     # ----------------------------------------------------------------- optimisation
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        groups = _decay_groups(self, hp.weight_decay)
-        if hp.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=hp.lr)
-        elif hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum)
-        else:
-            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {hp.optimizer!r}")
-        if hp.scheduler not in ("cosine", "constant"):
-            raise ValueError(f"scheduler must be 'cosine' or 'constant', got {hp.scheduler!r}")
-
-        total_steps = self.trainer.estimated_stepping_batches
-        warmup = self._warmup_steps()
-        if hp.scheduler == "cosine":
-            if not math.isfinite(total_steps):
-                raise ValueError("the cosine schedule needs a finite run: set trainer max_steps or max_epochs")
-            factor = partial(warmup_cosine_factor, warmup_steps=warmup, total_steps=int(total_steps),
-                             min_factor=hp.min_lr / hp.lr if hp.lr > 0 else 0.0)
-        else:
-            # A cosine that ends at factor 1 is constant after the warm-up.
-            factor = partial(warmup_cosine_factor, warmup_steps=warmup, total_steps=warmup + 1, min_factor=1.0)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    def _warmup_steps(self) -> int:
-        hp = self.hparams
-        if hp.warmup_steps is not None:
-            return int(hp.warmup_steps)
-        if hp.warmup_epochs <= 0:
-            return 0
-        if self.trainer.train_dataloader is None:
-            # As Trainer.estimated_stepping_batches does: the loader's length is needed now.
-            self.trainer.fit_loop.setup_data()
-        batches = self.trainer.num_training_batches
-        if not math.isfinite(batches):
-            raise ValueError("warmup_epochs needs a sized training loader; set warmup_steps instead")
-        steps_per_epoch = math.ceil(batches / self.trainer.accumulate_grad_batches)
-        return int(round(hp.warmup_epochs * steps_per_epoch))
-
-
-def _decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Two parameter groups: weights with ``weight_decay``; biases and norm scales (1-D) without."""
-    decay, no_decay = [], []
-    for parameter in module.parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Every trainable parameter at ``lr``: weights decayed, biases and norms not."""
+        return decay_groups(self.parameters(), self.hparams.weight_decay)

@@ -19,8 +19,11 @@ What the command adds to a plain LightningCLI:
   ``config.yaml``, ``provenance.json``, ``checkpoints/``), and the learning rate logged;
 * :class:`~ultrassl.engine.provenance.Provenance` in every checkpoint (resolved config, seed,
   package versions, manifest SHA-256), loadable with ``torch.load(weights_only=True)``;
-* a check before fitting that model and data pipeline agree (``in_channels``,
-  ``num_frames``, ``mode``);
+* values said once: the model's ``in_channels``, ``num_frames`` and ``mode`` (where its
+  class takes them), and a downstream model's ``pipeline``, are the data pipeline's
+  (:data:`SHARED_SETTINGS`, see :func:`take_from_pipeline`). A config states them in
+  ``data.init_args.pipeline`` only; an older config that states them in the model too
+  still runs when the two agree and fails with one line naming both keys when they do not;
 * after ``fit``, one line: ``checkpoint: <path>  logs: <dir>  (tensorboard --logdir <dir>)``;
 * bad input (arguments, config values, manifests, unreadable clips) ends with one line
   ``error: ...`` on stderr and exit status 2 (see :func:`main`).
@@ -31,10 +34,9 @@ Multi-GPU / multi-node: ``--trainer.strategy=ddp --trainer.devices=N [--trainer.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +49,14 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from ultrassl.engine.checkpoints import LastCheckpoint
 from ultrassl.engine.provenance import Provenance
+from ultrassl.engine.quiet import quiet_lightning
 from ultrassl.errors import UltrasslError
+from ultrassl.plain import plain
 
-#: attributes that must agree between the model (hparams) and the data pipeline
+#: model arguments that are the data pipeline's settings (stated once, in the pipeline)
 SHARED_SETTINGS = ("in_channels", "num_frames", "mode")
+#: the model argument that receives the whole data pipeline (downstream models)
+PIPELINE_ARGUMENT = "pipeline"
 
 
 class ConfigError(UltrasslError):
@@ -64,30 +70,33 @@ class UltrasslCLI(LightningCLI):
         args: command-line arguments (without the program name); None reads ``sys.argv``.
         run: run the subcommand (False: only parse and instantiate).
         trainer_defaults: extra trainer defaults; ``callbacks`` listed here are always added.
+        build_trainer: instantiate the trainer (False, with ``run=False``: only the model
+            and the data module, see :func:`build_model_and_data`).
         **kwargs: passed to :class:`~lightning.pytorch.cli.LightningCLI`.
     """
 
-    def __init__(self, args: list[str] | None = None, run: bool = True,
-                 trainer_defaults: dict[str, Any] | None = None, **kwargs: Any):
+    def __init__(self, args: list[str] | dict[str, Any] | None = None, run: bool = True,
+                 trainer_defaults: dict[str, Any] | None = None, build_trainer: bool = True, **kwargs: Any):
         self.summary: dict[str, str] | None = None
-        _quiet_lightning_noise()
+        self.build_trainer = build_trainer
         no_exit = {"exit_on_error": False}
         defaults = dict(trainer_defaults or {})
         defaults["callbacks"] = [Provenance(), LastCheckpoint(), *_as_list(defaults.get("callbacks"))]
         kwargs.setdefault("seed_everything_default", 0)
-        super().__init__(
-            model_class=L.LightningModule,
-            datamodule_class=L.LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            trainer_defaults=defaults,
-            parser_kwargs={"prog": "ultrassl", **no_exit, **{name: dict(no_exit) for name in self.subcommands()}},
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,  # objectives configure their own (PretrainModule)
-            args=args,
-            run=run,
-            **kwargs,
-        )
+        with quiet_lightning():
+            super().__init__(
+                model_class=L.LightningModule,
+                datamodule_class=L.LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                trainer_defaults=defaults,
+                parser_kwargs={"prog": "ultrassl", **no_exit, **{name: dict(no_exit) for name in self.subcommands()}},
+                save_config_kwargs={"overwrite": True},
+                auto_configure_optimizers=False,  # every module configures its own (engine.module)
+                args=args,
+                run=run,
+                **kwargs,
+            )
 
     # ----------------------------------------------------------------- parser
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -103,16 +112,34 @@ class UltrasslCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         # As LightningCLI's, without its warning when both args and sys.argv are given: the
         # demo and the tests run the command in-process from other programs.
-        self.config = parser.parse_object(args) if isinstance(args, dict) else parser.parse_args(args)
+        def parse(defaults: bool):
+            return parser.parse_object(args, defaults=defaults) if isinstance(args, dict) else parser.parse_args(
+                args, defaults=defaults)
+
+        self.config = parse(defaults=True)
+        stated = parse(defaults=False)  # only what the config files and arguments say
+        subcommand = self.config.get("subcommand")
+        take_from_pipeline(self.config.get(subcommand) if subcommand else self.config,
+                           stated.get(subcommand) if subcommand else stated)
 
     # ----------------------------------------------------------------- instantiation
     def instantiate_classes(self) -> None:
         try:
-            super().instantiate_classes()
+            if self.build_trainer:
+                super().instantiate_classes()
+            else:  # LightningCLI's first steps, without the trainer
+                self.config_init = self.parser.instantiate_classes(self.config)
+                self.datamodule = self._get(self.config_init, "data")
+                self.model = self._get(self.config_init, "model")
+                self.trainer = None
         except (ValueError, TypeError, KeyError, MisconfigurationException) as exc:
+            cause = _ultrassl_cause(exc)
+            if cause is not None:  # e.g. a missing checkpoint, under jsonargparse's wrapping
+                raise cause from None
             raise ConfigError(str(exc)) from exc
-        provenance = next(c for c in self.trainer.callbacks if isinstance(c, Provenance))
-        provenance.config = self.resolved_config()
+        if self.trainer is not None:
+            provenance = next(c for c in self.trainer.callbacks if isinstance(c, Provenance))
+            provenance.config = self.resolved_config()
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
@@ -132,16 +159,6 @@ class UltrasslCLI(LightningCLI):
         return parser.dump(config, skip_none=False)
 
     # ----------------------------------------------------------------- subcommand hooks
-    def before_fit(self) -> None:
-        check_model_matches_data(self.model, self.datamodule)
-        if hasattr(self.model, "pipeline_config"):  # downstream models keep their pipeline
-            data = _plain(self.config[str(self.subcommand)]).get("data") or {}
-            spec = (data.get("init_args") or {}).get("pipeline")
-            if isinstance(spec, dict) and "class_path" in spec:
-                self.model.pipeline_config = spec
-
-    before_validate = before_test = before_fit
-
     def after_fit(self) -> None:
         if getattr(self.model, "solves_probe", False) and self.datamodule is not None:
             # the probe was solved when fitting started and no epoch ran: report it on the
@@ -150,17 +167,6 @@ class UltrasslCLI(LightningCLI):
         self.summary = run_summary(self.trainer)
         if self.trainer.is_global_zero:
             print(summary_line(self.summary), flush=True)
-
-
-def _plain(value: Any) -> Any:
-    """A parsed config node as plain dicts and lists."""
-    if hasattr(value, "as_dict"):
-        value = value.as_dict()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def default_loggers(root: str | os.PathLike) -> list:
@@ -173,18 +179,69 @@ def default_loggers(root: str | os.PathLike) -> list:
     return [csv, tensorboard]
 
 
-def check_model_matches_data(model: Any, datamodule: Any) -> None:
-    """Raise :class:`ConfigError` when model and data pipeline disagree on a shared setting."""
-    pipeline = getattr(datamodule, "pipeline", None)
-    hparams = getattr(model, "hparams", {})
+def take_from_pipeline(config: Any, stated: Any) -> None:
+    """Give the model what the data pipeline decides, in the parsed ``config`` (in place).
+
+    For each of :data:`SHARED_SETTINGS` that both the model's class and the pipeline's take,
+    the model gets the pipeline's value; a model that takes a ``pipeline`` gets the data
+    module's. ``stated`` is what the config files and arguments said (parsed without
+    defaults): a model value stated there that differs from the pipeline's raises.
+
+    Raises:
+        ConfigError: one line naming both keys and both values.
+    """
+    model, data = config.get("model"), config.get("data")
+    if not _has(model, "init_args") or not _has(data, "init_args") or not _has(data.init_args, "pipeline"):
+        return
+    pipeline = data.init_args.pipeline
     if pipeline is None:
         return
+    told = stated.get("model") if stated is not None else None
+    told = told.get("init_args") if _has(told, "init_args") else None
+
+    def agree(name: str, value: Any, source: str) -> None:
+        given = model.init_args[name]  # parsed: the stated value with its defaults filled in
+        if told is not None and told.get(name) is not None and plain(given) != plain(value):
+            raise ConfigError(f"model.init_args.{name}={plain(given)!r} but {source}={plain(value)!r}; "
+                              f"state it once, in {source}")
+        model.init_args[name] = value
+
     for name in SHARED_SETTINGS:
-        if name in hparams and hasattr(pipeline, name) and hparams[name] != getattr(pipeline, name):
-            raise ConfigError(
-                f"model.init_args.{name}={hparams[name]!r} but data.init_args.pipeline.init_args.{name}="
-                f"{getattr(pipeline, name)!r}; set both to the same value"
-            )
+        if name in model.init_args and _has(pipeline, "init_args") and name in pipeline.init_args:
+            agree(name, pipeline.init_args[name], f"data.init_args.pipeline.init_args.{name}")
+    if PIPELINE_ARGUMENT in model.init_args:
+        agree(PIPELINE_ARGUMENT, pipeline.clone() if hasattr(pipeline, "clone") else pipeline, "data.init_args.pipeline")
+
+
+def _ultrassl_cause(exc: BaseException) -> UltrasslError | None:
+    """The first of this package's errors in the chain of causes of ``exc``."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, UltrasslError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _has(node: Any, key: str) -> bool:
+    return node is not None and not isinstance(node, (str, int, float, bool)) and key in node and node[key] is not None
+
+
+def build_model_and_data(config: Mapping[str, Any]) -> tuple[L.LightningModule, L.LightningDataModule, dict[str, Any]]:
+    """The model and data module of a config (``seed_everything``, ``trainer``, ``model``,
+    ``data``, as a dict), built as ``ultrassl fit`` builds them: by its parser, with its
+    rules (:func:`take_from_pipeline`) and seed, but without a trainer.
+
+    Returns:
+        ``(model, datamodule, resolved)``: ``resolved`` is the parsed config with every
+        default filled in, as plain values.
+
+    Raises:
+        ConfigError, ArgumentError: the config is invalid (one line each).
+    """
+    cli = UltrasslCLI(args=plain(dict(config)), run=False, build_trainer=False)
+    return cli.model, cli.datamodule, plain(cli.config)
 
 
 def run_summary(trainer: L.Trainer) -> dict[str, str]:
@@ -209,20 +266,6 @@ def summary_line(summary: dict[str, str]) -> str:
     logs = summary["logs"] or "(none)"
     line = f"checkpoint: {summary['checkpoint'] or '(none)'}  logs: {logs}"
     return line + (f"  (tensorboard --logdir {logs})" if summary["logs"] else "")
-
-
-class _DropAdvert(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "litlogger" not in record.getMessage()
-
-
-def _quiet_lightning_noise() -> None:
-    """Drop Lightning's advertisement for its cloud logger, and a deprecation warning that
-    Lightning 2.6 triggers in torch 2.13's pytree module once per run, from the output."""
-    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _DropAdvert) for f in logger.filters):
-        logger.addFilter(_DropAdvert())
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def _as_list(value: Any) -> list:

@@ -526,10 +526,10 @@ def _spacing_mm(ds) -> tuple[tuple[float, float] | None, int | None]:
     return None, None
 
 
-def _plain(value):
+def _header_value(value):
     """A header value as plain str/int/float (or a list of them), e.g. for JSON manifests."""
     if isinstance(value, (list, tuple, MultiValue)):
-        return [_plain(v) for v in value]
+        return [_header_value(v) for v in value]
     if isinstance(value, int):
         return int(value)
     if isinstance(value, (float, Decimal)):
@@ -542,7 +542,7 @@ def _metadata(ds, ts, region_index: int | None) -> dict[str, Any]:
     for keyword in _SAFE_ELEMENTS:
         value = ds.get(keyword)
         if value is not None and str(value) != "":
-            meta[keyword] = _plain(value)
+            meta[keyword] = _header_value(value)
     meta["us_regions"] = _regions(ds)
     meta["us_region_index"] = region_index
     return meta

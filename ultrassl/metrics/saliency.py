@@ -9,12 +9,12 @@ Maps and fixations
     A saliency map is ``(B, H, W)`` (or one ``(H, W)``), any real values, larger = more
     salient. Fixations are ``(B, K, 2)`` points ``(x, y)`` = (column, row) in pixels of the
     map, with ``valid`` ``(B, K)`` marking the real ones (the padded layout of
-    :class:`~ultrassl.data.annotations.LoadFrameAnnotationsd`). Pixel ``(r, c)`` has its
+    :class:`~ultrassl.transforms.annotations.LoadFrameAnnotationsd`). Pixel ``(r, c)`` has its
     centre at ``x = c, y = r`` (as in OpenCV), so a point falls on pixel
     ``(round(y), round(x))``; points off the map are ignored. Every fixation counts, so two on
     one pixel count twice (as in pysaliency; the MIT code's binary fixation map counts once).
     Maps at another resolution than the frame: scale the points with
-    :func:`scale_fixations` first.
+    :func:`ultrassl.transforms.fixations.scale_fixations` first.
 
 Distribution-based metrics (against a continuous fixation density map, the ground truth
 built by :func:`fixation_density_map`)
@@ -122,20 +122,6 @@ def fixation_indices(points: torch.Tensor, shape: tuple[int, int]) -> torch.Tens
     rows = torch.round(points[:, 1]).long()
     inside = (cols >= 0) & (cols < width) & (rows >= 0) & (rows < height)
     return rows[inside] * width + cols[inside]
-
-
-def scale_fixations(
-    fixations: torch.Tensor, from_shape: tuple[int, int], to_shape: tuple[int, int]
-) -> torch.Tensor:
-    """Points ``(..., 2)`` of (x, y) on a frame of ``from_shape`` (H, W) moved to the same
-    place on a resized frame of ``to_shape``: ``x' = (x + 0.5) W' / W - 0.5`` (pixel centres
-    at integers, edges at -0.5 and W - 0.5, as OpenCV's and torch's ``align_corners=False``
-    resizing)."""
-    fixations = torch.as_tensor(fixations)
-    if not fixations.is_floating_point():
-        fixations = fixations.to(torch.float32)
-    scale = torch.tensor([to_shape[1] / from_shape[1], to_shape[0] / from_shape[0]], dtype=fixations.dtype)
-    return (fixations + 0.5) * scale - 0.5
 
 
 # ---------------------------------------------------------------------------- ground truth

@@ -148,17 +148,31 @@ class SonoNet(Backbone):
     Args:
         base_width: width of the first stage: 16, 32 or 64 in the paper.
         in_channels: input channels C (1: grayscale ultrasound, as in the paper).
+        stage_depths, stage_widths: convolutions per stage and each stage's width in units of
+            ``base_width`` (the paper's by default); a max pooling precedes every stage but the
+            first.
+        adaptation: end with the adaptation layer (the paper's); without it F is the last
+            stage's width.
     """
 
     input_kind: InputKind = "frame"
     STAGE_DEPTHS = (2, 2, 3, 3, 3)
     STAGE_WIDTHS = (1, 2, 4, 8, 8)
 
-    def __init__(self, base_width: int = 16, in_channels: int = 1):
+    def __init__(
+        self,
+        base_width: int = 16,
+        in_channels: int = 1,
+        stage_depths: Sequence[int] = STAGE_DEPTHS,
+        stage_widths: Sequence[int] = STAGE_WIDTHS,
+        adaptation: bool = True,
+    ):
         super().__init__()
+        if len(stage_depths) != len(stage_widths) or not stage_depths:
+            raise ValueError(f"stage_depths and stage_widths need one entry per stage, got {stage_depths}, {stage_widths}")
         stages: list[nn.Module] = []
         c_in = in_channels
-        for index, (depth, factor) in enumerate(zip(self.STAGE_DEPTHS, self.STAGE_WIDTHS)):
+        for index, (depth, factor) in enumerate(zip(stage_depths, stage_widths)):
             width = base_width * factor
             stage: list[nn.Module] = [] if index == 0 else [nn.MaxPool2d(2)]
             for _ in range(depth):
@@ -166,11 +180,12 @@ class SonoNet(Backbone):
                 c_in = width
             stages.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*stages)
-        self.adaptation = _conv_bn_relu(c_in, c_in // 2, kernel_size=1)
-        self.num_features = c_in // 2
+        self.adaptation = _conv_bn_relu(c_in, c_in // 2, kernel_size=1) if adaptation else nn.Identity()
+        self.num_features = c_in // 2 if adaptation else c_in
+        self.downsampling = 2 ** (len(stage_depths) - 1)
 
     def forward_feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` -> ``(B, F, H / 16, W / 16)``."""
+        """``(B, C, H, W)`` -> ``(B, F, H / s, W / s)``, s = 16 for SonoNet (``downsampling``)."""
         self.check_input(x)
         return self.adaptation(self.stages(x))
 
@@ -273,6 +288,10 @@ _REGISTRY: dict[str, BackboneInfo] = {
                      "SonoNet-32 frame encoder; F = 128"),
         BackboneInfo("sononet64", _builder(SonoNet, base_width=64), "frame", 1,
                      "SonoNet-64 frame encoder; F = 256"),
+        BackboneInfo("tiny2d", _builder(SonoNet, base_width=8, stage_depths=(2, 2, 2, 2), stage_widths=(1, 2, 4, 8),
+                                        adaptation=False), "frame", 1,
+                     "SonoNet-style frame encoder cut to four stages of two convolutions (widths 8 to 64, no "
+                     "adaptation layer) for CPU runs; F = 64"),
         BackboneInfo("tiny3d", _builder(Tiny3D), "clip", 1,
                      "tiny 3D CNN (~18k parameters) for tests and CPU demos; F = 32"),
     )

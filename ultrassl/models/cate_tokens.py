@@ -15,7 +15,7 @@ which is what :func:`identity_tokens` gives the other view):
 * ``"speed"`` (1 value): ``log2`` of the ratio of the playback speeds, from the temporal
   ``stride`` (frames per step) and ``fps``; 0 for views sampled at one stride.
 
-Batches are collated samples (see :mod:`ultrassl.engine.batch`); every value is a float
+Batches are collated samples (see :func:`ultrassl.transforms.base.batch_param`); every value is a float
 tensor ``(B, dim)``.
 """
 
@@ -26,8 +26,7 @@ from typing import Any
 
 import torch
 
-from ultrassl.engine.batch import batch_param
-from ultrassl.transforms.base import params_key
+from ultrassl.transforms.base import batch_param, params_key
 
 #: values per encoding kind, in the order tokens are placed after the visual token
 TOKEN_DIMS: dict[str, int] = {"time": 1, "crop": 4, "flip": 1, "speed": 1}

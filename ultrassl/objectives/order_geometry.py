@@ -37,9 +37,9 @@ from torchmetrics.functional import mean_absolute_error
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from ultrassl.engine.base import PretrainModule
-from ultrassl.engine.batch import batch_param
 from ultrassl.losses.geometry import GeometryRegressionLoss
 from ultrassl.models.heads import MLPHead
+from ultrassl.transforms.base import batch_param
 from ultrassl.transforms.pretext import RandPermuteFrames, permutation_classes
 
 #: name under which ``RandAffineClipd`` records its draw in ``"{key}_params"``

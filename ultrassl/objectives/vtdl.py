@@ -39,10 +39,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ultrassl.engine.base import PretrainModule
-from ultrassl.engine.batch import batch_param
 from ultrassl.losses.infonce import InfoNCELoss
 from ultrassl.models.heads import MLPHead, Norm
 from ultrassl.models.momentum import KeyQueue, MomentumEncoder
+from ultrassl.transforms.base import batch_param
 
 
 class VTDL(PretrainModule):

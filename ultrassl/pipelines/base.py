@@ -50,6 +50,7 @@ import numpy as np
 import torch
 from monai.transforms import Compose, MapTransform, Transform
 
+from ultrassl.data.pipeline import Pipeline
 from ultrassl.transforms.intensity import NormalizeClipd, ToChannelsClipd
 from ultrassl.transforms.io import LoadClipd
 from ultrassl.transforms.spatial import ResizeClipd, as_size
@@ -65,22 +66,6 @@ SECTOR_MASK = "sector_mask"
 #: choice for video backbones; for grayscale the mean of the three)
 DEFAULT_MEAN = {1: (0.45,), 3: (0.45, 0.45, 0.45)}
 DEFAULT_STD = {1: (0.225,), 3: (0.225, 0.225, 0.225)}
-
-
-class Pipeline:
-    """Builds the transform chains of one objective or task.
-
-    Subclasses implement :meth:`train_transform` and :meth:`val_transform`; both return a
-    fresh :class:`~monai.transforms.Compose` on every call (the data module seeds it per item).
-    """
-
-    def train_transform(self) -> Compose:
-        """The chain applied to training items."""
-        raise NotImplementedError
-
-    def val_transform(self) -> Compose:
-        """The chain applied to validation and test items (deterministic given its seed)."""
-        raise NotImplementedError
 
 
 class ClipPipeline(Pipeline):

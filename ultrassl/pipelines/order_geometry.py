@@ -21,11 +21,12 @@ from typing import Any, Literal
 
 from monai.transforms import Compose, Transform
 
-from ultrassl.pipelines.base import ClipPipeline, SplitViewd
+from ultrassl.pipelines.base import SECTOR_MASK, ClipPipeline, SplitViewd
 from ultrassl.transforms.intensity import RandUltrasoundIntensityd
 from ultrassl.transforms.pretext import RandPermuteFramesd
 from ultrassl.transforms.spatial import RandAffineClipd
 from ultrassl.transforms.temporal import SpacedFramesSampler
+from ultrassl.transforms.ultrasound import SectorMaskd
 
 
 class OrderGeometryPipeline(ClipPipeline):
@@ -42,6 +43,10 @@ class OrderGeometryPipeline(ClipPipeline):
             task, e.g. ``[0, 90, 180, 270]``; None for regression.
         padding_mode: fill outside the warped frame (``"zeros"``, ``"border"``, ``"reflection"``).
         intensity_prob: probability of a gain/contrast/gamma jitter per view (0: off).
+        warp_within_sector: after the affine, blank the warped view outside the scan sector
+            found before warping, so that the sector's edges stay where they were and the
+            transform can only be read from the anatomy inside (ultrasound with
+            ``mask_sector``). Without it the rotated fan's straight edges give the rotation away.
         **kwargs: loading and finishing options of :class:`ClipPipeline` (``modality``,
             ``in_channels``, ``size``, ``mask_sector``, ``mean``, ``std`` ...).
     """
@@ -59,9 +64,13 @@ class OrderGeometryPipeline(ClipPipeline):
         discrete_rotations: Sequence[float] | None = None,
         padding_mode: Literal["zeros", "border", "reflection"] = "zeros",
         intensity_prob: float = 0.0,
+        warp_within_sector: bool = False,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        if warp_within_sector and not self.mask_sector:
+            raise ValueError("warp_within_sector needs the scan sector: set mask_sector (ultrasound)")
+        self.warp_within_sector = bool(warp_within_sector)
         if mode not in ("parallel", "sequential"):
             raise ValueError(f"mode must be 'parallel' or 'sequential', got {mode!r}")
         self.num_frames = num_frames
@@ -102,6 +111,9 @@ class OrderGeometryPipeline(ClipPipeline):
         affine = RandAffineClipd(self.geometry_key, **self.affine_options)
         shuffle = RandPermuteFramesd(self.order_key, num_frames=self.num_frames)
         steps += [affine, shuffle]
+        if self.warp_within_sector:
+            # the mask found on the unwarped frames (kept in the sample since loading)
+            steps.append(SectorMaskd(keys=self.geometry_key, mask_key=SECTOR_MASK))
         return steps
 
     def train_transform(self) -> Compose:

@@ -2,7 +2,7 @@
 
 Items as in :mod:`ultrassl.pipelines.annotated_frames`; the label is that of the centre
 frame (:class:`~ultrassl.downstream.plane_detection.PlaneDetection` reads it from
-``clip_frame_labels`` ``(T,)``, added by :class:`~ultrassl.data.annotations.LoadFrameAnnotationsd`).
+``clip_frame_labels`` ``(T,)``, added by :class:`~ultrassl.transforms.annotations.LoadFrameAnnotationsd`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 
 from monai.transforms import Transform
 
-from ultrassl.data.annotations import LoadFrameAnnotationsd
+from ultrassl.data.planes import PLANE_CLASSES
 from ultrassl.pipelines.annotated_frames import AllFramesSampler, AnnotatedFramesPipeline
+from ultrassl.transforms.annotations import LoadFrameAnnotationsd
 
 __all__ = ["AllFramesSampler", "PlaneDetectionPipeline", "read_class_names"]
 
@@ -24,8 +25,6 @@ def read_class_names(classes: Sequence[str] | str | os.PathLike | None) -> list[
     """Class names in label order: a list as given, a text file with one name per line
     (e.g. the simulated data's ``planes.txt``), or None for Background + SonoNet's 13 planes."""
     if classes is None:
-        from ultrassl.synth.fetal_sweep import PLANE_CLASSES
-
         return list(PLANE_CLASSES)
     if isinstance(classes, (str, os.PathLike)):
         path = Path(classes)

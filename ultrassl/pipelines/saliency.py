@@ -12,7 +12,7 @@ from typing import Any
 
 from monai.transforms import Transform
 
-from ultrassl.data.annotations import MAX_FIXATIONS_PER_FRAME, LoadFrameAnnotationsd
+from ultrassl.transforms.annotations import MAX_FIXATIONS_PER_FRAME, LoadFrameAnnotationsd
 from ultrassl.pipelines.annotated_frames import AnnotatedFramesPipeline
 from ultrassl.transforms.fixations import ResizeFixationsd
 

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from ultrassl.data.planes import BACKGROUND, PLANE_CLASSES, STANDARD_PLANE_NAMES
 from ultrassl.synth.bmode import (
     BeamSpeckle,
     ProbeGeometry,
@@ -42,8 +43,6 @@ from ultrassl.synth.bmode import (
 from ultrassl.synth.gaze import GazeSimulator
 from ultrassl.synth.phantom import Phantom, build_phantom
 from ultrassl.synth.writers import FakeIdentity, UltrasoundRegion, fake_date, write_mp4, write_ultrasound_dicom
-
-BACKGROUND = "Background"
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,9 @@ STANDARD_PLANES: tuple[StandardPlane, ...] = (
     StandardPlane("Spine (sag.)", (0.0, -1.0, 8.5), 0, ("spine",)),
 )
 
-#: Class list in index order: Background first, then the planes in SonoNet's order.
-PLANE_CLASSES: tuple[str, ...] = (BACKGROUND,) + tuple(p.name for p in STANDARD_PLANES)
+# The class names are the data layer's (PLANE_CLASSES, label order); the simulator renders those planes.
+if tuple(p.name for p in STANDARD_PLANES) != STANDARD_PLANE_NAMES:
+    raise ImportError("the simulated standard planes differ from ultrassl.data.planes.STANDARD_PLANE_NAMES")
 
 _MAX_TILT = np.cos(np.deg2rad(20.0))
 

@@ -12,7 +12,9 @@ Conventions (every transform in :mod:`ultrassl.transforms` follows them):
   key (clip, sector mask, saliency map), then records them in the sample under
   ``"{key}_params"[transform.name]`` as plain numbers and lists, with the same fields
   whether or not the transform fired, so that batches collate. Objectives build their
-  labels (order, geometry, CATE tokens) from these records.
+  labels (order, geometry, CATE tokens) from these records: after collation a number
+  becomes a tensor ``(B,)`` and a list of P numbers becomes P tensors ``(B,)``, which
+  :func:`batch_param` turns back into one tensor.
 """
 
 from __future__ import annotations
@@ -38,6 +40,29 @@ def record_params(sample: dict, key: Hashable, name: str, params: Mapping[str, A
     record = dict(sample.get(pk, {}))
     record[name] = dict(params)
     sample[pk] = record
+
+
+def batch_param(batch: Mapping[str, Any], key: str, transform: str, field: str) -> torch.Tensor:
+    """The collated parameter ``field`` drawn by ``transform`` for ``key``.
+
+    Returns ``(B,)`` for a scalar field and ``(B, P)`` for a list field.
+    Raises ``KeyError`` naming what is missing (e.g. the transform was not in the pipeline).
+    """
+    record: Any = batch
+    for level, name in enumerate((params_key(key), transform, field)):
+        if not isinstance(record, Mapping) or name not in record:
+            path = "][".join(repr(n) for n in (params_key(key), transform, field)[: level + 1])
+            found = sorted(map(str, record)) if isinstance(record, Mapping) else type(record).__name__
+            raise KeyError(
+                f"batch has no [{path}] (found {found}): the data pipeline must apply the "
+                f"transform {transform!r} to {key!r}"
+            )
+        record = record[name]
+    if isinstance(record, torch.Tensor):
+        return record
+    if isinstance(record, (list, tuple)) and record and isinstance(record[0], torch.Tensor):
+        return torch.stack(list(record), dim=1)  # P tensors (B,) -> (B, P)
+    return torch.as_tensor(record)
 
 
 def check_clip(clip: torch.Tensor | np.ndarray, who: str) -> None:

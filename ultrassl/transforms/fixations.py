@@ -1,9 +1,9 @@
 """Gaze fixations that follow their clip through resizing.
 
-Fixations (from :class:`~ultrassl.data.annotations.LoadFrameAnnotationsd`) are points
+Fixations (from :class:`~ultrassl.transforms.annotations.LoadFrameAnnotationsd`) are points
 ``(x, y)`` in pixels of the stored frame, pixel centres at integer coordinates. When the
 clip is resized, the points must move with it: :class:`ResizeFixationsd` maps them to the
-same place on the resized frame (:func:`ultrassl.metrics.saliency.scale_fixations`).
+same place on the resized frame (:func:`scale_fixations`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,21 @@ from typing import Any
 import torch
 from monai.transforms import Transform
 
-from ultrassl.metrics.saliency import scale_fixations
 from ultrassl.transforms.spatial import as_size
+
+
+def scale_fixations(
+    fixations: torch.Tensor, from_shape: tuple[int, int], to_shape: tuple[int, int]
+) -> torch.Tensor:
+    """Points ``(..., 2)`` of (x, y) on a frame of ``from_shape`` (H, W) moved to the same
+    place on a resized frame of ``to_shape``: ``x' = (x + 0.5) W' / W - 0.5`` (pixel centres
+    at integers, edges at -0.5 and W - 0.5, as OpenCV's and torch's ``align_corners=False``
+    resizing)."""
+    fixations = torch.as_tensor(fixations)
+    if not fixations.is_floating_point():
+        fixations = fixations.to(torch.float32)
+    scale = torch.tensor([to_shape[1] / from_shape[1], to_shape[0] / from_shape[0]], dtype=fixations.dtype)
+    return (fixations + 0.5) * scale - 0.5
 
 
 class ResizeFixationsd(Transform):

@@ -1,4 +1,5 @@
-"""The backbone of a pretraining checkpoint, and the same architecture freshly initialised.
+"""Reading checkpoints: the backbone of a pretraining checkpoint, the same architecture freshly
+initialised, and the one resolver of the class paths checkpoints name.
 
 Every pretraining objective is a :class:`~ultrassl.engine.base.PretrainModule`, so every
 Lightning checkpoint it writes holds:
@@ -26,23 +27,11 @@ from typing import Any
 import torch
 import yaml
 
-from ultrassl.errors import UltrasslError
+from ultrassl.errors import CheckpointError
 from ultrassl.models.backbones import Backbone, FrameEncoder, create_backbone
 
 #: the prefix of the encoder's weights in a PretrainModule's state dict
 BACKBONE_PREFIX = "backbone."
-
-
-class CheckpointError(UltrasslError):
-    """A checkpoint cannot be read, or holds no backbone this package can rebuild."""
-
-    def __init__(self, message: str, path: str | os.PathLike | None = None):
-        self.message = message
-        self.path = None if path is None else str(path)
-        super().__init__(f"{self.path}: {message}" if self.path else message)
-
-    def __reduce__(self):
-        return (type(self), (self.message, self.path))
 
 
 @dataclass
@@ -70,7 +59,8 @@ class PretrainedInfo:
         objective: the pretraining module's class path, from the checkpoint's provenance
             config when it has one (else None).
         frame_wise: the backbone encodes frames one by one (a frame backbone).
-        num_features: F, width of the pooled features and of the feature map.
+        num_features: F, width of the pooled features and of the feature map (None when
+            described without building, :meth:`~ultrassl.models.encoders.EncoderSpec.describe`).
         num_tensors: tensors loaded into the backbone.
         global_step: the optimiser step the checkpoint was written at (None if unknown).
     """
@@ -79,7 +69,7 @@ class PretrainedInfo:
     spec: BackboneSpec
     objective: str | None
     frame_wise: bool
-    num_features: int
+    num_features: int | None
     num_tensors: int = 0
     global_step: int | None = None
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from ultrassl.data.annotations import LoadFrameAnnotationsd, read_fixations, read_frame_labels
+from ultrassl.transforms.annotations import LoadFrameAnnotationsd, read_fixations, read_frame_labels
 from ultrassl.errors import ManifestError
 from ultrassl.transforms.temporal import PairSampler, SampleFramesd, UniformClipSampler
 
@@ -100,7 +100,7 @@ def test_samples_collate_and_sidecars_are_parsed_once(tmp_path, monkeypatch):
     sample = _sample(tmp_path)
     chain = [SampleFramesd(UniformClipSampler(num_frames=6)).set_random_state(0), LoadFrameAnnotationsd(classes=PLANES)]
     calls = []
-    import ultrassl.data.annotations as module
+    import ultrassl.transforms.annotations as module
 
     original = module.read_frame_labels
     monkeypatch.setattr(module, "read_frame_labels", lambda *a, **k: calls.append(a) or original(*a, **k))
