@@ -125,8 +125,12 @@ def test_refused_rows_are_listed_with_their_reasons(fetal_set, renders):
 
 
 def test_density_overlay_and_a_bad_manifest_path(fetal_set, renders, tmp_path):
+    clip = "sweeps/sweep_000.dcm"
+    looked_at = pd.read_csv(fetal_set.parent / "sweeps" / "sweep_000.fixations.csv")["frame"]
+    assert len(looked_at), "the simulated sweep should hold fixations"
     app = _app(fetal_set)
     app.sidebar.toggle(key="show_density").set_value(True).run()
+    app.slider(key=f"frame::{fetal_set.parent / clip}").set_value(int(looked_at.iloc[0])).run()
     assert not app.exception
     call = renders[-1]
     assert call["options"].density and len(call["density_xy"]) >= 1
@@ -144,5 +148,7 @@ def test_a_broken_sidecar_is_reported_and_the_frame_still_shown(fetal_set, rende
     assert not app.exception
     assert any(w.value.startswith("Frame labels not shown: ManifestError") for w in app.warning)
     assert "Plane (ground truth)" not in [m.label for m in app.metric]
-    assert _metric(app, "Fixations on this frame") == "1"
+    # the fixations still show: their sidecar is intact
+    fixations = pd.read_csv(copy / "sweeps" / "sweep_000.fixations.csv")
+    assert _metric(app, "Fixations on this frame") == str(int((fixations["frame"] == 0).sum()))
     assert len(renders) == 1 and renders[0]["options"].hide_outside_sector
