@@ -41,15 +41,12 @@ from pathlib import Path
 from typing import Any
 
 from ultrassl.downstream.arms import arm_config, build_arm, load_config, solves_probe, train_arm
-from ultrassl.downstream.protocols.knn import KNNRetrieval
+from ultrassl.downstream.protocols import ENCODER_PROTOCOLS
 from ultrassl.downstream.report import budget_of, details, draw_task_figures, format_table, relative, table_rows, write_results
 from ultrassl.downstream.task import INITS
 from ultrassl.downstream.tasks import DEFAULT_TASKS, TASKS, get_task, task_of_config
 from ultrassl.models.encoders import EncoderSpec, PretrainedEncoder, RandomEncoder
 from ultrassl.plain import plain
-
-#: protocols that score an encoder as it starts, without training
-ENCODER_PROTOCOLS = {"knn": KNNRetrieval}
 
 
 def default_config_path(task: str) -> Path:
