@@ -144,8 +144,9 @@ def evaluate_task(
     figures = draw_task_figures(task, results, arms, out_dir)
     rows = table_rows(task, results)
     if reference is not None:
-        for row in rows:
-            row["reference"] = plain(float(reference["metrics"][row["metric"]]))
+        for row in rows:  # a baseline scores the trained protocols' metrics, not an encoder protocol's
+            value = reference["metrics"].get(row["metric"])
+            row["reference"] = None if value is None else plain(float(value))
     return {
         "budget": budget,
         **({"reference": reference["name"]} if reference is not None else {}),
