@@ -1,31 +1,47 @@
-"""`make demo`'s program, shortened: data, index, pretraining through the shipped config, summary."""
+"""`make demo`'s program on a tiny profile: data, pretraining through the shipped config,
+transfer beside random init over two seeds, the table with intervals."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 import torch
 
-from ultrassl.demo import main
+from ultrassl.demo import DEMO_PROFILE, main
+
+TINY = Path(__file__).parent / "benchmark" / "tiny_demo.yaml"
 
 
-def test_demo_makes_data_pretrains_and_reports(tmp_path, capsys):
+@pytest.mark.slow
+def test_demo_runs_the_benchmark_and_prints_the_table_with_intervals(tmp_path, capsys):
     out = tmp_path / "demo"
-    short = ["--trainer.max_epochs=2", "--data.init_args.clips_per_video=2", "--data.init_args.val_clips_per_video=2",
-             "--data.init_args.num_workers=0", "--data.init_args.pipeline.init_args.size=[32, 40]",
-             "--trainer.enable_progress_bar=false"]
-    assert main(["--out", str(out), "--sweeps", "4", "--frames", "24", "--downstream-steps", "2", "--", *short]) == 0
+    assert main(["--out", str(out), "--profile", str(TINY)]) == 0
     printed = capsys.readouterr().out
-    summary = json.loads((out / "pretrain" / "pretrain_summary.json").read_text())
-    assert summary["steps"] > 0 and summary["order_classes"] == 12 and summary["chance"] == 1 / 12
-    assert 0.0 <= summary["val_order_acc"] <= 1.0 and summary["val_clips"] == 2 * summary["val_sweeps"] > 0
-    assert "chance 1/12 = 0.083" in printed
-    assert printed.strip().splitlines()[-1].startswith(f"checkpoint: {summary['checkpoint']}  logs: {summary['logs']}")
-    checkpoint = torch.load(summary["last_checkpoint"], weights_only=True, map_location="cpu")
-    assert checkpoint["global_step"] == summary["steps"]
-    assert checkpoint["provenance"]["data"]["manifest"] == str((out / "data/fetal_sweeps/manifest.csv").resolve())
+    assert "[1/3] simulating" in printed and "[3/3] results" in printed
+    assert "| labels | metric | order_geometry | random init |" in printed
+    assert "order_geometry − random init" in printed
+    assert "held-out order accuracy" in printed and "against chance 1/12 = 0.083" in printed
+    last = printed.strip().splitlines()[-1]
+    assert last.startswith("checkpoint: ") and "logs: " in last
+    checkpoint = torch.load(last.split()[1], weights_only=True, map_location="cpu")
+    assert checkpoint["global_step"] == 2
+    assert checkpoint["provenance"]["data"]["manifest"].endswith("pretrain.csv")
     results = json.loads((out / "results.json").read_text())
-    for task in ("plane_detection", "saliency"):
-        rows = results["tasks"][task]["rows"]
-        assert rows and all({"metric", "pretrained", "random_init"} <= set(row) for row in rows)
-        assert results["tasks"][task]["budget"]["max_steps"] == 2
+    assert set(results["tasks"]) == {"plane_detection", "saliency"} and results["seeds"] == [0, 1]
+    macro_f1 = next(r for r in results["tasks"]["plane_detection"]["rows"] if r["metric"] == "macro_f1")
+    assert macro_f1["arms"]["order_geometry"]["n"] == 2 and "order_geometry" in macro_f1["differences"]
+    # a second run resumes: nothing is trained again
+    assert main(["--out", str(out), "--profile", str(TINY)]) == 0
+    assert "0 runs done" in capsys.readouterr().out
+
+
+def test_the_demo_profile_compares_order_geometry_with_random_init_over_three_seeds():
+    from ultrassl.benchmark.profile import load_profile
+
+    profile = load_profile(DEMO_PROFILE)
+    assert list(profile.objectives) == ["order_geometry"] and len(profile.seeds) == 3
+    assert {"random_init", "supervised", "baseline"} <= set(profile.arms)
+    plane = {p.name: p.fractions for p in profile.tasks["plane_detection"].protocols}
+    assert 0.2 in plane["linear"] and "finetune" in plane and "saliency" in profile.tasks

@@ -18,9 +18,10 @@ modules, or a top-level package of the repository):
 7. ``objectives``: the pretraining methods, thin modules over the engine;
 8. ``downstream``: the tasks, their protocols, transfer and evaluation, over everything
    below (they read pretraining checkpoints, never the objectives' code);
-9. ``synth``: the simulator, which only needs the data layer's plane names; nothing in the
-   library depends on it;
-10. the programs: ``ultrassl.cli`` (the command), ``ultrassl.demo``, ``data_tools`` (adds
+9. ``synth``: the simulator, which only needs the data layer's plane names; nothing below it
+   depends on it;
+10. ``benchmark``: the transfer benchmark, which simulates its data and runs the tasks;
+11. the programs: ``ultrassl.cli`` (the command), ``ultrassl.demo``, ``data_tools`` (adds
     ``ultrassl data`` through an entry point, so the command does not import it) and
     ``apps``; none imports another.
 
@@ -46,6 +47,7 @@ LAYERS: list[set[str]] = [
     {"ultrassl.objectives"},
     {"ultrassl.downstream"},
     {"ultrassl.synth"},
+    {"ultrassl.benchmark"},
     {"ultrassl.cli", "ultrassl.demo", "data_tools", "apps"},
 ]
 LAYER_OF = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}

@@ -4,6 +4,8 @@
   (:mod:`ultrassl.engine.cli`, LightningCLI);
 * ``ultrassl evaluate ...``: transfer a checkpoint to the downstream tasks
   (:mod:`ultrassl.downstream.evaluate`);
+* ``ultrassl benchmark ...``: the transfer benchmark over objectives, tasks, label fractions
+  and seeds (:mod:`ultrassl.benchmark.cli`);
 * commands of other installed packages, declared as entry points of the group
   ``ultrassl.commands`` (``name = "module:main"``, ``main(argv) -> exit status``): this
   project's ``pyproject.toml`` declares ``ultrassl data {index,synth} ...`` of
@@ -27,6 +29,7 @@ USAGE = """usage: ultrassl COMMAND ...
   test      evaluate on the test data
   predict   run a model over data
   evaluate  transfer a checkpoint to downstream tasks beside random init  (ultrassl evaluate --help)
+  benchmark every objective against random init on every task, over seeds  (ultrassl benchmark --help)
 
   ultrassl fit --help      every option; ultrassl fit -c CONFIG --print_config  the resolved config"""
 
@@ -46,13 +49,17 @@ def main(argv: list[str] | None = None) -> int:
         from ultrassl.downstream.evaluate import main as evaluate_main
 
         return evaluate_main(args[1:])
+    if args and args[0] == "benchmark":
+        from ultrassl.benchmark.cli import main as benchmark_main
+
+        return benchmark_main(args[1:])
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2
     from ultrassl.engine.cli import UltrasslCLI, main as engine_main
 
     if args[0] not in UltrasslCLI.subcommands():
-        available = [*contributed, *UltrasslCLI.subcommands(), "evaluate"]
+        available = [*contributed, *UltrasslCLI.subcommands(), "evaluate", "benchmark"]
         print(f"error: unknown command {args[0]!r}; available: {', '.join(available)}", file=sys.stderr)
         return 2
     return engine_main(args)

@@ -1,154 +1,100 @@
 """The main job on the embedded default data: ``make demo``.
 
-1. simulates fetal-ultrasound sweeps (multi-frame DICOM and mp4, with plane labels, gaze
-   fixations and a subject-level train/val split);
-2. indexes and validates them through the same readers as clinical data;
-3. pretrains anatomy-aware order + geometry with ``ultrassl fit`` on the shipped config
-   ``configs/pretrain/order_geometry.yaml`` (the same code path and file as a user's run);
-4. prints the held-out order accuracy against chance and where the checkpoint and logs are,
-   and writes the key numbers to ``<out>/pretrain/pretrain_summary.json``;
-5. transfers the checkpoint to plane detection and gaze-saliency prediction on the same sweeps,
-   each beside random initialisation trained with the same budget, prints the table and writes
-   it to ``<out>/results.json`` and ``<out>/results.md`` (with figures).
+Runs the demo profile of the transfer benchmark (``configs/benchmark/demo.yaml``):
 
-Options after ``--`` go to ``ultrassl fit`` (e.g. ``-- --trainer.max_epochs=2``).
+1. simulates fetal-ultrasound sweeps (multi-frame DICOM and mp4, with plane labels and gaze
+   fixations), indexes and validates them through the same readers as clinical data, and
+   splits the subjects into an unlabelled pretraining pool, a labelled pool and held-out
+   test subjects;
+2. for each seed, pretrains anatomy-aware order + geometry with ``ultrassl fit`` on the
+   shipped config ``configs/pretrain/order_geometry.yaml`` (the same code path and file as a
+   user's run), then transfers it to plane detection and gaze-saliency prediction beside
+   random initialisation with the same backbone, budget, labels and seed, the supervised
+   ceiling and the model-free baselines;
+3. prints the held-out order accuracy against chance, the results table (mean over the
+   seeds with 95 % intervals, and the paired difference from random init) and where the
+   results, checkpoints and logs are.
+
+A rerun into the same folder resumes: finished runs are reused.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import time
 from pathlib import Path
 
 from ultrassl.errors import UltrasslError
 
-#: the shipped config the demo trains with
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "pretrain" / "order_geometry.yaml"
+#: the benchmark profile ``make demo`` runs
+DEMO_PROFILE = Path(__file__).resolve().parents[1] / "configs" / "benchmark" / "demo.yaml"
 
 
-def make_data(out: Path, n_sweeps: int, n_frames: int, seed: int) -> Path:
-    """Simulate and index the sweeps; returns the manifest."""
-    from ultrassl.data.indexing import index_folder
-    from ultrassl.data.manifest import write_manifest
-    from ultrassl.synth import synthesize_fetal_sweeps
+def pretext_lines(results: dict) -> list[str]:
+    """One line per objective with an order head: its held-out order accuracy over the seeds
+    against chance."""
+    from ultrassl.benchmark.report import interval_text
+    from ultrassl.benchmark.stats import mean_interval
 
-    data_dir = out / "data" / "fetal_sweeps"
-    t0 = time.perf_counter()
-    print(f"[1/4] simulating {n_sweeps} fetal-ultrasound sweeps into {data_dir}", flush=True)
-    synthesize_fetal_sweeps(data_dir, n_sweeps=n_sweeps, n_frames=n_frames, seed=seed)
-    print(f"      done in {time.perf_counter() - t0:.1f} s", flush=True)
-
-    t0 = time.perf_counter()
-    manifest_path = data_dir / "manifest.csv"
-    print(f"[2/4] indexing and validating {data_dir}", flush=True)
-    manifest = index_folder(data_dir, annotations=data_dir / "annotations.csv")
-    write_manifest(manifest, manifest_path)
-    ok = manifest["status"] == "ok"
-    print(
-        f"      {int(ok.sum())} clips ok, {int((~ok).sum())} refused, "
-        f"{int(manifest.loc[ok, 'n_frames'].sum())} frames in {time.perf_counter() - t0:.1f} s",
-        flush=True,
-    )
-    print(f"      manifest: {manifest_path}", flush=True)
-    return manifest_path
+    lines = []
+    for objective, by_seed in results["pretraining"].items():
+        accuracy = [entry["val_metrics"].get("val/order_acc") for entry in by_seed.values()]
+        classes = {entry.get("order_classes") for entry in by_seed.values()} - {None}
+        if not classes or not any(a is not None for a in accuracy):
+            continue
+        k = classes.pop()
+        steps = sorted({entry["steps"] for entry in by_seed.values()})
+        lines.append(f"{objective}: held-out order accuracy {interval_text(mean_interval(accuracy))} over "
+                     f"{len(by_seed)} seeds ({'/'.join(map(str, steps))} steps) against chance 1/{k} = {1 / k:.3f}")
+    return lines
 
 
-def pretrain(manifest: Path, run_dir: Path, config: Path, extra_args: list[str]) -> dict:
-    """``ultrassl fit -c config`` on the demo manifest; returns the numbers of the run."""
-    from ultrassl.engine.cli import UltrasslCLI, summary_line
+def run_demo(out: Path, profile: str | Path = DEMO_PROFILE, sim_seed: int = 0, seeds: int | None = None,
+             progress: bool = False) -> dict:
+    """Run (or resume) the demo profile into ``out``; returns the benchmark's results."""
+    from ultrassl.benchmark.cli import run_benchmark
+    from ultrassl.benchmark.profile import load_profile, select
+    from ultrassl.benchmark.report import format_table
+    from ultrassl.benchmark.runner import Runner
+    from ultrassl.engine.cli import summary_line
 
-    args = ["fit", "-c", str(config), f"--data.init_args.manifest={manifest}",
-            f"--trainer.default_root_dir={run_dir}", *extra_args]
-    print(f"[3/4] pretraining order + geometry: ultrassl {' '.join(args)}", flush=True)
-    t0 = time.perf_counter()
-    cli = UltrasslCLI(args=args)
-    wall = time.perf_counter() - t0
-
-    trainer, datamodule = cli.trainer, cli.datamodule
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    classes = getattr(cli.model, "num_order_classes", None)
-    best = getattr(trainer.checkpoint_callback, "best_model_score", None)
-    val_set = getattr(datamodule, "val_set", None)
-    summary = {
-        "val_order_acc": metrics.get("val/order_acc", math.nan),
-        "best_val_order_acc": float(best) if best is not None else math.nan,
-        "chance": 1.0 / classes if classes else math.nan,
-        "order_classes": classes,
-        "val_clips": len(val_set) if val_set is not None else 0,
-        "val_sweeps": len(val_set.dataset) if val_set is not None else 0,
-        "val_geometry_mae": metrics.get("val/geometry_mae", math.nan),
-        "steps": int(trainer.global_step),
-        "epochs": int(trainer.current_epoch),
-        "wall_time_s": round(wall, 1),
-        **cli.summary,
-        "manifest": str(manifest.resolve()),
-        "config": str(config.resolve()),
-    }
-    (run_dir / "pretrain_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(
-        f"held-out order accuracy: {summary['val_order_acc']:.3f} (best {summary['best_val_order_acc']:.3f}) "
-        f"on {summary['val_clips']} clips of {summary['val_sweeps']} sweeps from held-out subjects; "
-        f"chance 1/{classes} = {summary['chance']:.3f}",
-        flush=True,
-    )
-    print(f"{summary['steps']} steps in {wall / 60:.1f} min; numbers in {run_dir / 'pretrain_summary.json'}")
-    print(summary_line(cli.summary), flush=True)
-    return summary
-
-
-def transfer(checkpoint: Path, manifest: Path, out: Path, steps: int, seed: int) -> dict:
-    """Plane detection and saliency from ``checkpoint`` beside random init; writes ``results.json``."""
-    from ultrassl.downstream.evaluate import run_downstream_demo
-
-    print(f"[4/4] transfer to plane detection and saliency, {steps} steps per run, "
-          "beside random init with the same budget", flush=True)
-    t0 = time.perf_counter()
-    results = run_downstream_demo(checkpoint, manifest, out, max_steps=steps, seed=seed)
-    print(f"      done in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+    chosen = select(load_profile(profile), seeds)
+    objectives = ", ".join(o.name for o in chosen.objectives_of_tasks()) or "no objective"
+    started = time.perf_counter()
+    print(f"[1/3] simulating, indexing and splitting the data of profile {chosen.name!r} into {out / 'data'}",
+          flush=True)
+    Runner(chosen, out, sim_seed).prepare_data()
+    print(f"      done in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"[2/3] for each of {len(chosen.seeds)} seeds: pretraining {objectives}, then transfer to "
+          f"{', '.join(chosen.tasks)} beside random init with the same budget", flush=True)
+    results = run_benchmark(chosen, out, sim_seed, progress=progress,
+                            log=lambda line: print(line, flush=True))
+    print("[3/3] results (mean over the seeds [95% interval]; bold differences exclude 0)", flush=True)
+    print(format_table(results, results.get("baseline_names")), flush=True)
+    for line in pretext_lines(results):
+        print(line, flush=True)
+    print(f"results: {out / 'results.md'}  {out / 'results.json'}  figures: {out / 'figures'}", flush=True)
+    print(f"total {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+    last = [entry for by_seed in results["pretraining"].values() for entry in by_seed.values()]
+    if last:
+        logs = str(Path(last[-1]["checkpoint"]).parents[1])
+        print(summary_line({"checkpoint": last[-1]["checkpoint"], "logs": logs}), flush=True)
     return results
 
 
-def run_demo(out: Path, n_sweeps: int, n_frames: int, seed: int, train: bool = True,
-             config: Path = DEMO_CONFIG, extra_args: list[str] | None = None,
-             downstream_steps: int = 150) -> Path:
-    """Make the data, pretrain (with ``train``) and transfer (``downstream_steps`` > 0).
-
-    Returns the manifest path.
-    """
-    manifest = make_data(out, n_sweeps, n_frames, seed)
-    if train:
-        summary = pretrain(manifest, out / "pretrain", config, list(extra_args or []))
-        if downstream_steps > 0:
-            transfer(Path(summary["checkpoint"]), manifest, out, downstream_steps, seed)
-            from ultrassl.engine.cli import summary_line
-
-            print(f"results: {out / 'results.json'}")
-            print(summary_line(summary), flush=True)
-    return manifest
-
-
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(prog="python -m ultrassl.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
-    parser.add_argument("--sweeps", type=int, default=24, help="number of simulated sweeps")
-    parser.add_argument("--frames", type=int, default=64, help="frames per sweep")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="ultrassl fit config")
-    parser.add_argument("--no-train", dest="train", action="store_false", help="only make the data")
-    parser.add_argument("--downstream-steps", type=int, default=150,
-                        help="training steps of each downstream run (0 skips the transfer step)")
-    args = parser.parse_args(own)
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder (a rerun resumes it)")
+    parser.add_argument("--profile", default=str(DEMO_PROFILE), help="benchmark profile (name or YAML file)")
+    parser.add_argument("--sim-seed", type=int, default=0, help="the simulator's seed")
+    parser.add_argument("--seeds", type=int, help="number of seeds (default: the profile's)")
+    parser.add_argument("--progress", action="store_true", help="show progress bars")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        run_demo(args.out, args.sweeps, args.frames, args.seed, args.train, args.config, extra,
-                 args.downstream_steps)
-    except UltrasslError as exc:
+        run_demo(args.out, args.profile, args.sim_seed, args.seeds, args.progress)
+    except (UltrasslError, ValueError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     return 0

@@ -65,7 +65,10 @@ def test_plane_detection_and_saliency_pretrained_beside_random_init(checkpoint_f
     assert "solved with L-BFGS" in (tmp_path / "results.md").read_text()
     assert [r["higher_is_better"] for r in saliency["rows"]] == [m != "KLD" for m in METRIC_NAMES]
     # the reference every saliency model must beat: the mean training gaze map, image-blind
-    assert saliency["reference"] == "training gaze prior" and "reference" not in planes
+    assert saliency["reference"] == "training gaze prior" and planes["reference"] == "raw-pixel probe"
+    # what the frames' pixels alone tell about the plane, scored on the same held-out frames
+    pixels = {r["metric"]: r["reference"] for r in planes["rows"]}
+    assert 0.0 <= pixels["macro_f1"] <= 1.0 and 0.0 < pixels["accuracy"] <= 1.0
     prior = {r["metric"]: r["reference"] for r in saliency["rows"]}
     assert 0.5 < prior["AUC-Judd"] <= 1.0 and prior["KLD"] >= 0.0
     assert "training gaze prior (no model)" in (tmp_path / "results.md").read_text()

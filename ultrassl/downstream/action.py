@@ -15,7 +15,7 @@ the clips, and retrieval features are the clips' pooled features averaged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -24,11 +24,15 @@ from torch import nn
 
 from ultrassl.data.manifest import read_manifest
 from ultrassl.downstream.base import DownstreamModule
+from ultrassl.downstream.linear_probe import fit_logistic_regression
 from ultrassl.downstream.scoring import device_of, evaluation_items, in_order
 from ultrassl.downstream.task import Task
 from ultrassl.metrics.classification import ClassificationMetrics
 from ultrassl.models.checkpoint import PretrainedInfo
 from ultrassl.models.heads import LinearHead
+
+#: the grid (rows, columns) clips are averaged down to for the raw-pixel baseline
+RAW_PIXEL_GRID = (8, 8)
 
 
 class ActionRecognition(DownstreamModule):
@@ -130,6 +134,8 @@ class ActionRecognitionTask(Task):
     encoder_protocols = ("knn",)
     table_metrics = ("accuracy", "top5_accuracy", "macro_f1")
     curve_metric = "val/accuracy"
+    reference_note = ("The action table adds a raw-pixel probe: the same logistic regression as the linear probe, "
+                      "on the training clips averaged down to a small grid of pixels per frame.")
 
     def prepare(self, config: dict[str, Any], encoder: PretrainedInfo) -> dict[str, Any]:
         """The encoder's channels; the test split held out; the classes from the manifest."""
@@ -145,18 +151,69 @@ class ActionRecognitionTask(Task):
     def score(self, model: ActionRecognition, datamodule: Any) -> dict[str, Any]:
         """Every held-out (test) video once, multi-clip averaged: accuracy, top-5 accuracy, macro F1."""
         model.eval()
-        metrics = ClassificationMetrics(model.num_classes, model.class_names)
-        hits = []
+        device = device_of(model)
         with torch.no_grad():
-            for batch in in_order(evaluation_items(datamodule), datamodule.val_batch_size):
-                probabilities = model.predict_proba(batch["clip"].to(device_of(model))).cpu()
-                target = batch["label"].long()
-                metrics.update(probabilities, target)
-                k = min(5, model.num_classes)
-                hits.append((probabilities.topk(k, dim=1).indices == target[:, None]).any(dim=1))
+            return self.score_predictions(datamodule, lambda clips: model.predict_proba(clips.to(device)).cpu(),
+                                          model.num_classes, model.class_names)
+
+    def score_predictions(self, datamodule: Any, predict_proba: Callable[[torch.Tensor], torch.Tensor],
+                          num_classes: int, class_names: Sequence[str] | None = None) -> dict[str, Any]:
+        """Score ``predict_proba(clips)`` (class probabilities ``(B, K)`` of items ``(B, N, C, T, H, W)``
+        or ``(B, C, T, H, W)``) on every held-out video of ``datamodule``."""
+        metrics = ClassificationMetrics(num_classes, class_names)
+        hits = []
+        for batch in in_order(evaluation_items(datamodule), datamodule.val_batch_size):
+            probabilities = predict_proba(batch["clip"])
+            target = batch["label"].long()
+            metrics.update(probabilities, target)
+            k = min(5, num_classes)
+            hits.append((probabilities.topk(k, dim=1).indices == target[:, None]).any(dim=1))
         report = metrics.report()
         report["top5_accuracy"] = float(torch.cat(hits).float().mean()) if hits else float("nan")
         return {"metrics": {k: report[k] for k in self.table_metrics}, "report": report, "examples": []}
+
+    def baseline(self, datamodule: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A raw-pixel probe: the linear probe's logistic regression
+        (:func:`~ultrassl.downstream.linear_probe.fit_logistic_regression`, the config's
+        ``probe_l2``) on the training videos' evaluation clips averaged down to
+        :data:`RAW_PIXEL_GRID` in space (every frame kept), scored like the models. On classes
+        that are time reversals of each other, appearance does not tell them apart."""
+        options = config["model"].get("init_args") or {}
+        num_classes, names = options.get("num_classes"), options.get("class_names")
+        if num_classes is None:
+            num_classes, names = class_list_from_manifest(datamodule.manifest)
+        train, _ = datamodule.split_tables()
+        features, labels = [], []
+        for batch in in_order(evaluation_items(datamodule, train), datamodule.val_batch_size):
+            clips, target = batch["clip"], batch["label"].long()
+            if clips.ndim == 6:  # several clips per video: each is a sample, as in the linear probe
+                target = target[:, None].expand(-1, clips.shape[1]).reshape(-1)
+                clips = clips.flatten(0, 1)
+            features.append(raw_clip_features(clips).double())
+            labels.append(target)
+        x, y = torch.cat(features), torch.cat(labels)
+        x, y = x[y >= 0], y[y >= 0]
+        l2, max_iter = options.get("probe_l2"), options.get("probe_max_iter")
+        probe = fit_logistic_regression(x, y, int(num_classes), None, 1e-3 if l2 is None else float(l2),
+                                        500 if max_iter is None else int(max_iter))
+
+        def predict_proba(clips: torch.Tensor) -> torch.Tensor:
+            if clips.ndim == 6:
+                b, n = clips.shape[:2]
+                return torch.softmax(probe.logits(raw_clip_features(clips.flatten(0, 1))), dim=1).reshape(
+                    b, n, -1).mean(dim=1)
+            return torch.softmax(probe.logits(raw_clip_features(clips)), dim=1)
+
+        scored = self.score_predictions(datamodule, predict_proba, int(num_classes), names)
+        return {"name": "raw-pixel probe", "metrics": scored["metrics"], "report": scored["report"],
+                "clips": int(len(y)), "iterations": probe.iterations}
+
+
+def raw_clip_features(clips: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """Clips ``(B, C, T, H, W)`` averaged down to ``grid`` (default :data:`RAW_PIXEL_GRID`)
+    in space, every frame kept, and flattened: ``(B, C * T * h * w)``."""
+    h, w = grid or RAW_PIXEL_GRID
+    return F.adaptive_avg_pool3d(clips.float(), (clips.shape[2], h, w)).flatten(1)
 
 
 def class_list_from_manifest(manifest: str) -> tuple[int, list[str] | None]:

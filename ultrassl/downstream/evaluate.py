@@ -41,15 +41,12 @@ from pathlib import Path
 from typing import Any
 
 from ultrassl.downstream.arms import arm_config, build_arm, load_config, solves_probe, train_arm
-from ultrassl.downstream.protocols.knn import KNNRetrieval
+from ultrassl.downstream.protocols import ENCODER_PROTOCOLS
 from ultrassl.downstream.report import budget_of, details, draw_task_figures, format_table, relative, table_rows, write_results
 from ultrassl.downstream.task import INITS
 from ultrassl.downstream.tasks import DEFAULT_TASKS, TASKS, get_task, task_of_config
 from ultrassl.models.encoders import EncoderSpec, PretrainedEncoder, RandomEncoder
 from ultrassl.plain import plain
-
-#: protocols that score an encoder as it starts, without training
-ENCODER_PROTOCOLS = {"knn": KNNRetrieval}
 
 
 def default_config_path(task: str) -> Path:
@@ -147,8 +144,9 @@ def evaluate_task(
     figures = draw_task_figures(task, results, arms, out_dir)
     rows = table_rows(task, results)
     if reference is not None:
-        for row in rows:
-            row["reference"] = plain(float(reference["metrics"][row["metric"]]))
+        for row in rows:  # a baseline scores the trained protocols' metrics, not an encoder protocol's
+            value = reference["metrics"].get(row["metric"])
+            row["reference"] = None if value is None else plain(float(value))
     return {
         "budget": budget,
         **({"reference": reference["name"]} if reference is not None else {}),

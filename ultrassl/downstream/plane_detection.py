@@ -22,7 +22,8 @@ balance, 0 plain cross-entropy). Absent classes weigh 1.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +37,7 @@ from ultrassl.data.planes import PLANE_CLASSES
 from ultrassl.downstream import plots
 from ultrassl.downstream.base import DownstreamModule
 from ultrassl.downstream.cine import best_frames, predict_cine_loop
+from ultrassl.downstream.linear_probe import fit_logistic_regression
 from ultrassl.downstream.scoring import held_out_loops, spread
 from ultrassl.downstream.task import INITS, LoopPrediction, Task, ViewerSpec
 from ultrassl.metrics.classification import ClassificationMetrics
@@ -43,6 +45,10 @@ from ultrassl.models.checkpoint import PretrainedInfo
 from ultrassl.models.heads import LinearHead
 from ultrassl.pipelines.plane_detection import read_class_names
 from ultrassl.transforms.annotations import read_frame_labels
+
+#: the grid (rows, columns) frames are averaged down to for the raw-pixel baseline: coarse
+#: enough that the probe sees layout and brightness, not texture
+RAW_PIXEL_GRID = (16, 20)
 
 
 class PlaneDetection(DownstreamModule):
@@ -190,6 +196,26 @@ def frame_label_counts(manifest: pd.DataFrame, class_names: Sequence[str]) -> to
     return torch.from_numpy(counts)
 
 
+def raw_pixel_features(loop: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """Each frame of a loop ``(C, N, H, W)`` averaged down to ``grid`` (default
+    :data:`RAW_PIXEL_GRID`) and flattened: ``(N, C * h * w)``."""
+    return F.adaptive_avg_pool2d(loop.permute(1, 0, 2, 3).float(), grid or RAW_PIXEL_GRID).flatten(1)
+
+
+def _model_option(config: Mapping[str, Any]) -> Callable[[str], Any]:
+    """``option(name)``: the config's model argument, else the model's default."""
+    options = config["model"].get("init_args") or {}
+    defaults = {**inspect.signature(DownstreamModule).parameters, **inspect.signature(PlaneDetection).parameters}
+
+    def option(name: str) -> Any:
+        if name in options:
+            return options[name]
+        default = defaults[name].default if name in defaults else None
+        return None if default is inspect.Parameter.empty else default
+
+    return option
+
+
 def balanced_class_weights(counts: torch.Tensor) -> torch.Tensor:
     """``n / (K_present * n_k)`` for the classes present; 1 for absent ones."""
     counts = counts.to(torch.float64)
@@ -208,6 +234,8 @@ class PlaneDetectionTask(Task):
     default_protocols = ("linear", "finetune")
     table_metrics = ("macro_f1", "macro_precision", "macro_recall", "accuracy")
     curve_metric = "val/macro_f1"
+    reference_note = ("The plane-detection table adds a raw-pixel probe: the same logistic regression as the "
+                      "linear probe, on the labelled frames averaged down to a small grid of pixels.")
     viewer = ViewerSpec(
         key="plane", model_label="Plane-detection model", map_label="Class-activation map", map_key="show_cam",
         model_help="model.ckpt of `ultrassl evaluate` (runs/.../plane_detection/<protocol>_<init>/) or of `ultrassl fit`.",
@@ -234,35 +262,72 @@ class PlaneDetectionTask(Task):
     def score(self, model: PlaneDetection, datamodule: Any, keep_examples: int = 3) -> dict[str, Any]:
         """Every frame of every held-out loop: the classification report, best frames per loop,
         and a few example frames with their class-activation maps."""
-        pipeline = datamodule.pipeline
+        clip_frames = datamodule.pipeline.clip_frames
+        return self.score_predictions(
+            datamodule, lambda loop: predict_cine_loop(model, loop, clip_frames=clip_frames, with_cams=True),
+            model.class_names, keep_examples)
+
+    def score_predictions(self, datamodule: Any, predict: Callable[[torch.Tensor], Mapping[str, torch.Tensor]],
+                          class_names: Sequence[str], keep_examples: int = 0) -> dict[str, Any]:
+        """Score ``predict(loop)`` (``{"probabilities": (N, K)}``, with ``"cams"`` ``(N, H, W)``
+        for examples) on every frame of every held-out loop of ``datamodule``."""
         dataset = held_out_loops(datamodule)
-        metrics = ClassificationMetrics(model.num_classes, model.class_names)
+        metrics = ClassificationMetrics(len(class_names), list(class_names))
         loops, examples = {}, []
         per_loop = max(1, keep_examples // len(dataset))
         for index in range(len(dataset)):
             item = dataset[index]
-            out = predict_cine_loop(model, item["clip"], clip_frames=pipeline.clip_frames, with_cams=True)
+            out = predict(item["clip"])
+            predicted = out["probabilities"].argmax(dim=1)
             labels = item["clip_frame_labels"]
             metrics.update(out["probabilities"], labels)
             loops[str(item["path"])] = {
-                "best_frames": best_frames(out["probabilities"], model.class_names),
-                "predicted": [model.class_names[i] for i in out["predicted"].tolist()],
-                "true": [model.class_names[i] for i in labels.tolist()],
+                "best_frames": best_frames(out["probabilities"], class_names),
+                "predicted": [class_names[i] for i in predicted.tolist()],
+                "true": [class_names[i] for i in labels.tolist()],
             }
+            if not keep_examples or "cams" not in out:
+                continue
             planes = torch.nonzero(labels > 0).flatten()  # frames showing a plane (Background is 0)
             chosen = planes[spread(planes.numel(), per_loop)] if planes.numel() else []
             for t in [int(t) for t in chosen][: keep_examples - len(examples)]:
                 examples.append({"frame": item["clip"][0, t].numpy(), "cam": out["cams"][t].numpy(),
-                                 "true": model.class_names[int(labels[t])],
-                                 "predicted": model.class_names[int(out["predicted"][t])], "path": str(item["path"]),
-                                 "t": t})
+                                 "true": class_names[int(labels[t])], "predicted": class_names[int(predicted[t])],
+                                 "path": str(item["path"]), "t": t})
         report = metrics.report()
         return {"metrics": {k: report[k] for k in self.table_metrics}, "report": report, "loops": loops,
                 "examples": examples}
 
-    def baseline(self, datamodule: Any, config: Mapping[str, Any]) -> dict[str, Any] | None:
-        """None yet: the place of a model-free reference (a probe on raw pixels)."""
-        return None
+    def baseline(self, datamodule: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+        """A raw-pixel probe: the L2-regularised logistic regression of the linear probe
+        (:func:`~ultrassl.downstream.linear_probe.fit_logistic_regression` with the config's
+        ``probe_l2``, class weights and their power) on the labelled frames averaged down to
+        :data:`RAW_PIXEL_GRID`, scored like the models on the held-out loops: what layout and
+        brightness alone, without any learned feature, tell about the plane."""
+        option = _model_option(config)
+        names = list(option("class_names") or datamodule.pipeline.classes)
+        train, _ = datamodule.split_tables()
+        loops = held_out_loops(datamodule, train)
+        features, labels = [], []
+        for index in range(len(loops)):
+            item = loops[index]
+            features.append(raw_pixel_features(item["clip"]).double())
+            labels.append(item["clip_frame_labels"].long())
+        x, y = torch.cat(features), torch.cat(labels)
+        x, y = x[y >= 0], y[y >= 0]
+        weights = option("class_weights")
+        if weights == "auto":
+            weights = balanced_class_weights(torch.bincount(y, minlength=len(names))) ** float(
+                option("class_weight_power"))
+        elif weights is not None:
+            weights = torch.tensor([float(w) for w in weights])
+        probe = fit_logistic_regression(x, y, len(names), weights, float(option("probe_l2")),
+                                        int(option("probe_max_iter")))
+        scored = self.score_predictions(
+            datamodule, lambda loop: {"probabilities": torch.softmax(probe.logits(raw_pixel_features(loop)), dim=1)},
+            names)
+        return {"name": "raw-pixel probe", "metrics": scored["metrics"], "report": scored["report"],
+                "frames": int(len(y)), "iterations": probe.iterations}
 
     def figures(self, results: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list[Path]:
         """Per protocol: the confusion matrices and the class-activation maps of example frames."""

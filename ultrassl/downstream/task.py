@@ -156,6 +156,14 @@ class Task:
     def higher_is_better(self, metric: str) -> bool:
         return metric not in self.lower_is_better
 
+    def class_scores(self, scored: Mapping[str, Any]) -> dict[str, float] | None:
+        """The per-class F1 of a scored result that carries a classification report
+        (``scored["report"]["per_class"]``), for the classes with held-out samples; else None."""
+        per_class = (scored.get("report") or {}).get("per_class")
+        if not per_class:
+            return None
+        return {name: float(entry["f1"]) for name, entry in per_class.items() if entry.get("support", 0) > 0}
+
     # ----------------------------------------------------------------- figures
     def figures(self, results: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list[Path]:
         """The task's figures of ``results`` (``{protocol: {init: scored}}``) in ``out_dir``;

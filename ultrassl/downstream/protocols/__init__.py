@@ -8,7 +8,8 @@ encoder is scored without learning.
   start from the solved probe (LP-FT) and the encoder's BatchNorm statistics may stay fixed;
 * :mod:`.knn`: retrieval by the encoder's features as it starts, no training.
 
-:data:`TRAINING_PROTOCOLS` are the values of a downstream model's ``protocol`` argument;
+:data:`TRAINING_PROTOCOLS` are the values of a downstream model's ``protocol`` argument,
+:data:`ENCODER_PROTOCOLS` those of a task's ``encoder_protocols``;
 :func:`make_protocol` builds one from the model's arguments.
 """
 
@@ -17,10 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 from ultrassl.downstream.protocols.finetune import FineTune
+from ultrassl.downstream.protocols.knn import KNNRetrieval
 from ultrassl.downstream.protocols.linear import LinearProbe
 
 #: protocols that train a downstream model, by the name its ``protocol`` argument takes
 TRAINING_PROTOCOLS = {"linear": LinearProbe, "finetune": FineTune}
+#: protocols that score an encoder as it starts, without training (a task's ``encoder_protocols``)
+ENCODER_PROTOCOLS = {"knn": KNNRetrieval}
 
 
 def make_protocol(name: str, **options: Any) -> LinearProbe | FineTune:

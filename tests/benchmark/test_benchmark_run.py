@@ -1,0 +1,127 @@
+"""The tiny profile end to end (a few subjects, two steps per run, two seeds, one objective,
+random init, the ceiling and the baselines, all three tasks), then resuming it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ultrassl.benchmark.cli import run_benchmark
+from ultrassl.benchmark.profile import load_profile
+from ultrassl.benchmark.report import BUDGET_KEYS
+from ultrassl.benchmark.runner import RECORD, Runner
+from ultrassl.benchmark.store import FolderMismatchError
+
+TINY = Path(__file__).with_name("tiny.yaml")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("benchmark") / "tiny"
+    lines: list[str] = []
+    results = run_benchmark(TINY, out, sim_seed=0, log=lines.append)
+    return out, results, lines
+
+
+def test_writes_results_markdown_and_figures(finished):
+    out, results, _ = finished
+    stored = json.loads((out / "results.json").read_text())
+    assert set(stored["tasks"]) == {"plane_detection", "saliency", "action_recognition"}
+    assert stored["seeds"] == [0, 1] and stored["sim_seed"] == 0
+    assert {"cpu", "cores", "torch", "platform"} <= set(stored["machine"])
+    assert stored["wall_seconds"]["total"] > 0 and "arm" in stored["wall_seconds"]
+    text = (out / "results.md").read_text()
+    assert "order_geometry − random init" in text and "raw-pixel probe (no model)" in text
+    assert "training gaze prior (no model)" in text and "Per-class F1" in text
+    figures = {Path(f).name for f in stored["figures"]}
+    assert {"plane_detection_linear_bars.png", "plane_detection_linear_fractions.png",
+            "saliency_finetune_bars.png", "action_recognition_knn_bars.png"} <= figures
+    assert all((out / f).stat().st_size > 1000 for f in stored["figures"])
+
+
+def test_every_arm_has_every_seed_and_an_interval(finished):
+    _, results, _ = finished
+    plane = results["tasks"]["plane_detection"]
+    rows = {(r["protocol"], r["fraction"], r["metric"]): r for r in plane["rows"]}
+    row = rows[("linear", 0.5, "macro_f1")]
+    assert set(row["arms"]) == {"order_geometry", "random_init", "supervised", "baseline"}
+    for summary in row["arms"].values():
+        assert set(summary["per_seed"]) == {"0", "1"} and summary["n"] == 2
+        assert summary["low"] <= summary["mean"] <= summary["high"]
+    difference = row["differences"]["order_geometry"]
+    per_seed = [row["arms"]["order_geometry"]["per_seed"][s] - row["arms"]["random_init"]["per_seed"][s]
+                for s in ("0", "1")]
+    assert difference["mean"] == pytest.approx(sum(per_seed) / 2)
+    saliency = {r["metric"] for r in results["tasks"]["saliency"]["rows"]}
+    assert saliency == {"KLD", "CC", "NSS", "SIM", "AUC-Judd", "AUC-Borji", "sAUC"}
+    action = {(r["protocol"], r["metric"]) for r in results["tasks"]["action_recognition"]["rows"]}
+    assert ("linear", "accuracy") in action and ("knn", "recall@1") in action
+    classes = plane["per_class"][0]["classes"]
+    assert "Background" in classes and set(classes["Background"]["order_geometry"]["per_seed"]) == {"0", "1"}
+
+
+def test_every_arm_of_a_comparison_gets_the_same_budget_and_data(finished):
+    out, results, _ = finished
+    checks = [c for task in results["tasks"].values() for c in task["budgets"]]
+    assert checks and all(c["equal"] for c in checks)
+    for check in checks:
+        budgets = list(check["arms"].values())
+        assert {json.dumps({k: b[k] for k in BUDGET_KEYS}, sort_keys=True) for b in budgets} == {
+            json.dumps({k: budgets[0][k] for k in BUDGET_KEYS}, sort_keys=True)}
+    two = [c for c in checks if len(c["arms"]) == 2]
+    assert two, "a comparison of a pretrained arm and random init"
+    # the ceiling: the fine-tune's budget, every labelled subject
+    data = json.loads((out / "data" / "fetal_sweeps" / "pools.json").read_text())
+    ceiling = json.loads((out / "runs" / "plane_detection" / "supervised" / "seed1" / RECORD).read_text())
+    assert ceiling["budget"]["train_subjects"] == data["pools"]["labelled"]
+    assert ceiling["budget"]["max_steps"] == 2 and ceiling["budget"]["protocol"] == "finetune"
+
+
+def test_no_subject_crosses_pools_in_any_run(finished):
+    out, _, _ = finished
+    data = json.loads((out / "data" / "fetal_sweeps" / "pools.json").read_text())
+    pools = data["pools"]
+    for path in (out / "runs" / "plane_detection").rglob(RECORD):
+        budget = json.loads(path.read_text())["budget"]
+        assert set(budget["train_subjects"]) <= set(pools["labelled"])
+        assert budget["held_out_subjects"] == pools["test"]
+    pretraining = json.loads((out / "pretrain" / "order_geometry" / "seed0" / RECORD).read_text())
+    assert pretraining["budget"]["train_subjects"] == pools["pretrain"]
+    assert not set(pools["pretrain"]) & set(pools["test"])
+    for seed in ("0", "1"):
+        assert set(data["label_subsets"][seed]["50%"]) < set(data["label_subsets"][seed]["100%"])
+
+
+def test_a_real_run_has_no_defect(finished):
+    _, results, _ = finished
+    assert results["defects"] == []
+
+
+def test_a_rerun_skips_every_finished_run_and_redoes_a_missing_one(finished):
+    out, _, _ = finished
+    records = sorted(out.rglob(RECORD))
+    stamps = {p: p.stat().st_mtime_ns for p in records}
+    runner = Runner(load_profile(TINY), out, 0, log=lambda _: None)
+    runner.run()
+    assert runner.trained == 0 and runner.reused >= len(records) - 4  # same-run copies are reused too
+    assert {p: p.stat().st_mtime_ns for p in records} == stamps
+    lost = out / "runs" / "plane_detection" / "linear" / "50pct" / "seed1" / "order_geometry" / RECORD
+    lost.unlink()
+    runner = Runner(load_profile(TINY), out, 0, log=lambda _: None)
+    runner.run()
+    assert runner.trained == 1 and lost.is_file()
+
+
+def test_another_profile_or_sim_seed_is_refused(finished, tmp_path):
+    out, _, _ = finished
+    with pytest.raises(FolderMismatchError, match="sim_seed: 0 -> 3"):
+        Runner(load_profile(TINY), out, 3, log=lambda _: None).run()
+    changed = copy.deepcopy(yaml.safe_load(TINY.read_text()))
+    changed["tasks"]["saliency"]["max_steps"] = 5
+    with pytest.raises(FolderMismatchError, match="max_steps: 2 -> 5"):
+        Runner(load_profile(changed), out, 0, log=lambda _: None).run()

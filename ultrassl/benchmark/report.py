@@ -1,0 +1,369 @@
+"""The benchmark's results: ``results.json``, ``results.md``, the terminal table, and the
+checks that make a run trustworthy (equal budgets, no constant or missing metric).
+
+Everything is built from the records in the output folder (:mod:`ultrassl.benchmark.runner`),
+so a report can be rebuilt at any time, from a finished run or a partial one.
+
+``results.json``: ``profile``, ``sim_seed``, ``seeds``, ``machine`` (CPU model, cores,
+platform, Python, torch, GPU), ``wall_seconds`` (per kind of unit, summed over the records),
+``data`` (per domain the pools and each seed's label subsets), ``pretraining`` (per objective
+and seed: steps, budget, held-out pretext metrics, checkpoint), and per task:
+
+* ``rows``: one per (protocol, fraction, metric) with, per arm, ``per_seed`` values and
+  ``mean``, ``low``, ``high``, ``n`` (95 % t-interval, :mod:`ultrassl.benchmark.stats`), and
+  ``differences``: per objective, the paired difference objective - random init with its
+  interval and ``excludes_zero``;
+* ``per_class``: the same summaries of the per-class F1 (classification tasks);
+* ``budgets``: per (protocol, fraction, seed) each arm's budget and whether they are equal;
+
+and ``defects``: every comparison whose arms had unequal budgets, and every metric that is
+missing (None/NaN) for some arm or identical across every arm and seed of a task's protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ultrassl.benchmark.pools import data_folder, fraction_text
+from ultrassl.benchmark.profile import Profile
+from ultrassl.benchmark.runner import BASELINE, RANDOM, RECORD, SUPERVISED
+from ultrassl.benchmark.stats import CONFIDENCE, Interval, finite, mean_interval, paired_difference
+from ultrassl.benchmark.store import read_json, write_json
+from ultrassl.downstream.tasks import get_task
+
+#: the budget entries every arm of one comparison must share
+BUDGET_KEYS = ("protocol", "max_steps", "steps_run", "batch_size", "seed", "data_seed", "manifest_sha256",
+               "train_subjects", "held_out_subjects", "train_videos")
+
+
+# ---------------------------------------------------------------------------- collecting
+def read_records(out: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every record of an output folder (pretraining and downstream)."""
+    out = Path(out)
+    found = []
+    for folder in ("pretrain", "runs"):
+        if (out / folder).exists():
+            found += [r for p in sorted((out / folder).rglob(RECORD)) if (r := read_json(p)) is not None]
+    return found
+
+
+def machine() -> dict[str, Any]:
+    """What ran the benchmark: CPU model, cores, platform, Python, torch, the GPU if any."""
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def arm_order(profile: Profile, domain: str) -> list[str]:
+    """The columns of a task's tables: its objectives, random init, the ceiling, the baseline."""
+    names = [o.name for o in profile.objectives_of(domain)]
+    names += [arm for arm in (RANDOM, SUPERVISED, BASELINE) if arm in profile.arms]
+    return names
+
+
+def summary(per_seed: Mapping[int, float | None]) -> dict[str, Any]:
+    return {"per_seed": {str(s): v for s, v in sorted(per_seed.items())}, **mean_interval(per_seed.values()).as_dict()}
+
+
+def difference(arm: Mapping[int, float | None], reference: Mapping[int, float | None],
+               higher_is_better: bool) -> dict[str, Any]:
+    interval = paired_difference(arm, reference)
+    per_seed = {str(s): float(arm[s]) - float(reference[s]) if len(finite([arm[s], reference[s]])) == 2 else None
+                for s in sorted(s for s in arm if s in reference)}
+    verdict = "within noise"
+    if interval.excludes(0.0):
+        verdict = "better" if (interval.mean > 0) == higher_is_better else "worse"
+    return {"per_seed": per_seed, **interval.as_dict(), "excludes_zero": interval.excludes(0.0), "verdict": verdict}
+
+
+def build_results(profile: Profile, out: str | os.PathLike, sim_seed: int,
+                  records: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """``results.json``'s content (see the module docstring) from the records of ``out``."""
+    out = Path(out)
+    records = list(read_records(out) if records is None else records)
+    seeds = list(profile.seeds)
+    results: dict[str, Any] = {
+        "profile": {"name": profile.name, "source": str(profile.source) if profile.source else None,
+                    "settings": profile.raw},
+        "sim_seed": int(sim_seed), "seeds": seeds, "confidence": CONFIDENCE, "machine": machine(),
+        "wall_seconds": wall_seconds(records, out),
+        "data": {name: read_json(data_folder(out, profile.domains[name]) / "pools.json")
+                 for name in profile.used_domains()},
+        "pretraining": pretraining_summary(records, profile),
+        "tasks": {}, "defects": [],
+    }
+    for plan in profile.tasks.values():
+        entry = task_results(profile, plan, [r for r in records if r.get("task") == plan.name and r["seed"] in seeds])
+        results["tasks"][plan.name] = entry
+        results["defects"] += entry["defects"]
+    return results
+
+
+def wall_seconds(records: Iterable[Mapping[str, Any]], out: Path) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for record in records:
+        if record.get("same_run_as"):
+            continue
+        totals[record["kind"]] = totals.get(record["kind"], 0.0) + float(record.get("seconds") or 0.0)
+    for marker in (out / "data").glob("*/simulated.json") if (out / "data").exists() else []:
+        totals["simulation"] = totals.get("simulation", 0.0) + float((read_json(marker) or {}).get("seconds", 0.0))
+    totals["total"] = sum(totals.values())
+    return totals
+
+
+def pretraining_summary(records: Iterable[Mapping[str, Any]], profile: Profile) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for record in records:
+        if record["kind"] != "pretrain" or record["objective"] not in profile.objectives:
+            continue
+        found.setdefault(record["objective"], {})[str(record["seed"])] = {
+            k: record[k] for k in ("steps", "epochs", "seconds", "val_metrics", "order_classes", "budget",
+                                   "checkpoint", "command", "backbone")}
+    return found
+
+
+def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) -> dict[str, Any]:
+    task = get_task(plan.name)
+    arms = arm_order(profile, plan.domain)
+    objectives = [o.name for o in profile.objectives_of(plan.domain)]
+    protocols = [p.name for p in plan.protocols] + list(task.encoder_protocols)
+    fractions = {p.name: list(p.fractions) for p in plan.protocols}
+    fractions.update({p: list(plan.fractions) for p in task.encoder_protocols})
+
+    def values(protocol: str, fraction: float, arm: str, key: str = "metrics") -> dict[int, dict[str, Any]]:
+        """``{seed: metrics}`` of one arm in one comparison (the ceiling and the baseline stand
+        beside every fraction's arms: the ceiling's labels are all of them)."""
+        found = {}
+        for r in records:
+            if r["arm"] != arm:
+                continue
+            if arm == BASELINE:
+                match = r["fraction"] == fraction and protocol in [p.name for p in plan.protocols]
+            elif arm == SUPERVISED and r["kind"] == "arm":
+                match = protocol in [p.name for p in plan.protocols]
+            else:
+                match = r.get("protocol") == protocol and r["fraction"] == fraction
+            if match and r.get(key) is not None:
+                found[int(r["seed"])] = r[key]
+        return found
+
+    rows, per_class, budgets, defects = [], [], [], []
+    for protocol in protocols:
+        for fraction in fractions[protocol]:
+            by_arm = {arm: values(protocol, fraction, arm) for arm in arms}
+            metric_names = list(dict.fromkeys(m for arm in arms for seed in by_arm[arm].values() for m in seed))
+            for metric in metric_names:
+                higher = task.higher_is_better(metric)
+                per_arm = {arm: {s: m.get(metric) for s, m in by_arm[arm].items() if metric in m} for arm in arms}
+                row = {"protocol": protocol, "fraction": fraction, "metric": metric, "higher_is_better": higher,
+                       "arms": {arm: summary(v) for arm, v in per_arm.items() if v}, "differences": {}}
+                if per_arm.get(RANDOM):
+                    for name in objectives:
+                        if per_arm.get(name):
+                            row["differences"][name] = difference(per_arm[name], per_arm[RANDOM], higher)
+                rows.append(row)
+            classes = {arm: values(protocol, fraction, arm, "per_class") for arm in arms}
+            names = list(dict.fromkeys(c for arm in arms for seed in classes[arm].values() for c in seed))
+            if names:
+                per_class.append({"protocol": protocol, "fraction": fraction, "metric": "F1", "classes": {
+                    c: {arm: summary({s: v.get(c) for s, v in classes[arm].items()}) for arm in arms if classes[arm]}
+                    for c in names}})
+            budgets += budget_checks(plan.name, protocol, fraction, records, objectives + [RANDOM])
+    defects += [f"{plan.name} / {b['protocol']} / {fraction_text(b['fraction'])} / seed {b['seed']}: the arms' "
+                f"budgets differ in {', '.join(b['differs_in'])}" for b in budgets if not b["equal"]]
+    defects += metric_defects(plan.name, rows, [a for a in arms if a != BASELINE])
+    return {"domain": plan.domain, "arms": arms, "objectives": objectives, "lower_is_better": sorted(task.lower_is_better),
+            "reference_note": task.reference_note, "rows": rows, "per_class": per_class, "budgets": budgets,
+            "defects": defects}
+
+
+def budget_checks(task: str, protocol: str, fraction: float, records: Iterable[Mapping[str, Any]],
+                  arms: Sequence[str]) -> list[dict[str, Any]]:
+    """Per seed: the budgets of the arms of one comparison and whether they agree."""
+    by_seed: dict[int, dict[str, Any]] = {}
+    for r in records:
+        if r.get("protocol") == protocol and r.get("fraction") == fraction and r["arm"] in arms and r.get("budget"):
+            by_seed.setdefault(int(r["seed"]), {})[r["arm"]] = r["budget"]
+    checks = []
+    for seed, budgets in sorted(by_seed.items()):
+        differs = [k for k in BUDGET_KEYS if len({json.dumps(b.get(k)) for b in budgets.values()}) > 1]
+        checks.append({"protocol": protocol, "fraction": fraction, "seed": seed, "equal": not differs,
+                       "differs_in": differs, "arms": budgets})
+    return checks
+
+
+def metric_defects(task: str, rows: Iterable[Mapping[str, Any]], arms: Sequence[str]) -> list[str]:
+    """Metrics that cannot be right: missing (None/NaN) for an arm and seed, or one value for
+    every arm, seed and fraction of a protocol (a metric that does not depend on the model)."""
+    defects = []
+    pooled: dict[tuple[str, str], list[Any]] = {}
+    for row in rows:
+        for arm in arms:
+            summary_ = row["arms"].get(arm)
+            if summary_ is None:
+                continue
+            for seed, value in summary_["per_seed"].items():
+                pooled.setdefault((row["protocol"], row["metric"]), []).append(value)
+                if value is None or not math.isfinite(float(value)):
+                    defects.append(f"{task} / {row['protocol']} / {fraction_text(row['fraction'])} / "
+                                   f"{row['metric']}: no value for {arm}, seed {seed}")
+    for (protocol, metric), found in pooled.items():
+        values = finite(found)
+        if len(values) >= 2 and len(set(values)) == 1:
+            defects.append(f"{task} / {protocol} / {metric}: the same value {values[0]:.6g} for every arm and seed "
+                           "(the metric does not depend on the model)")
+    return defects
+
+
+# ---------------------------------------------------------------------------- text
+def interval_text(entry: Mapping[str, Any] | Interval | None, signed: bool = False, digits: int = 3) -> str:
+    """``mean [low, high]`` (``n/a`` without a mean; no interval with one seed)."""
+    if entry is None:
+        return ""
+    get = entry.get if isinstance(entry, Mapping) else (lambda k: getattr(entry, k))
+    mean = get("mean")
+    if mean is None:
+        return "n/a"
+    form = f"{{:+.{digits}f}}" if signed else f"{{:.{digits}f}}"
+    if get("low") is None:
+        return form.format(mean)
+    return f"{form.format(mean)} [{form.format(get('low'))}, {form.format(get('high'))}]"
+
+
+def arm_title(arm: str, baseline_name: str | None = None) -> str:
+    """A column title: objectives by name; the others in words."""
+    return {RANDOM: "random init", SUPERVISED: "supervised, 100% labels",
+            BASELINE: baseline_name or "baseline (no model)"}.get(arm, arm)
+
+
+def _baseline_name(profile: Profile, out: Path, task: str) -> str | None:
+    for path in sorted((out / "runs" / task / BASELINE).rglob(RECORD)) if (out / "runs" / task / BASELINE).exists() else []:
+        record = read_json(path)
+        if record:
+            return f"{record['name']} (no model)"
+    return None
+
+
+def tables(results: Mapping[str, Any], task: str, baseline_name: str | None = None) -> list[str]:
+    """The markdown tables of one task: per protocol, every arm's mean [interval], then every
+    objective's paired difference from random init."""
+    entry = results["tasks"][task]
+    lines: list[str] = []
+    for protocol in dict.fromkeys(r["protocol"] for r in entry["rows"]):
+        rows = [r for r in entry["rows"] if r["protocol"] == protocol]
+        arms = [a for a in entry["arms"] if any(a in r["arms"] for r in rows)]
+        lines += [f"### {task}: {protocol}", "",
+                  "| labels | metric | " + " | ".join(arm_title(a, baseline_name) for a in arms) + " |",
+                  "| --- | --- |" + " ---: |" * len(arms)]
+        for row in rows:
+            arrow = "" if row["higher_is_better"] else " (lower is better)"
+            lines.append(f"| {fraction_text(row['fraction'])} | {row['metric']}{arrow} | "
+                         + " | ".join(interval_text(row["arms"].get(a)) for a in arms) + " |")
+        compared = [o for o in entry["objectives"] if any(o in r["differences"] for r in rows)]
+        if compared:
+            lines += ["", "| labels | metric | " + " | ".join(f"{o} − random init" for o in compared) + " |",
+                      "| --- | --- |" + " ---: |" * len(compared)]
+            for row in rows:
+                cells = []
+                for name in compared:
+                    d = row["differences"].get(name)
+                    text = interval_text(d, signed=True)
+                    cells.append(f"**{text}**" if d and d["excludes_zero"] else text)
+                lines.append(f"| {fraction_text(row['fraction'])} | {row['metric']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def format_markdown(results: Mapping[str, Any], baseline_names: Mapping[str, str | None] | None = None) -> str:
+    """``results.md``."""
+    machine_ = results["machine"]
+    wall = results["wall_seconds"]
+    lines = [f"# Transfer benchmark: profile {results['profile']['name']}", "",
+             f"Simulator seed {results['sim_seed']}, seeds {', '.join(map(str, results['seeds']))}. "
+             f"Machine: {machine_['cpu'] or 'unknown CPU'}, {machine_['cores']} cores"
+             + (f", {machine_['gpu']}" if machine_.get("gpu") else "") + f"; torch {machine_['torch']}, "
+             f"{machine_['platform']}. Compute: {wall.get('total', 0) / 60:.1f} min in the runs recorded "
+             f"({', '.join(f'{k} {v / 60:.1f} min' for k, v in wall.items() if k != 'total')}).", "",
+             f"Every cell is the mean over the seeds with its {results['confidence']:.0%} Student-t interval "
+             "`mean [low, high]`. Arms of one comparison share the backbone, the training budget, the labelled "
+             "subjects and the seed; only the encoder's start differs. A difference table gives, per objective, "
+             "the paired difference objective − random init (seed by seed) with its interval; **bold**: the "
+             "interval excludes 0, so the difference is larger than the seeds' spread explains. For metrics "
+             "where lower is better a negative difference is the improvement.", ""]
+    if results["defects"]:
+        lines += ["## Defects", "", *[f"- {d}" for d in results["defects"]], ""]
+    else:
+        lines += ["No defects: every comparison's arms had equal budgets, and no metric is missing or constant "
+                  "across arms and seeds.", ""]
+    if results["pretraining"]:
+        lines += ["## Pretraining", "", "| objective | seed | steps | batch | minutes | held-out pretext metrics |",
+                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for objective, by_seed in results["pretraining"].items():
+            for seed, entry in by_seed.items():
+                metrics = ", ".join(f"{k} {v:.3f}" for k, v in entry["val_metrics"].items())
+                lines.append(f"| {objective} | {seed} | {entry['steps']} | {entry['budget']['batch_size']} | "
+                             f"{entry['seconds'] / 60:.1f} | {metrics} |")
+        lines.append("")
+    for task, entry in results["tasks"].items():
+        lines += [f"## {task}", ""]
+        if entry["reference_note"]:
+            lines += [entry["reference_note"], ""]
+        lines += tables(results, task, (baseline_names or {}).get(task))
+        for block in entry["per_class"]:
+            arms = [a for a in entry["arms"] if any(a in by_arm for by_arm in block["classes"].values())]
+            lines += [f"Per-class F1, {block['protocol']}, {fraction_text(block['fraction'])} of the labels:", "",
+                      "| class | " + " | ".join(arm_title(a, (baseline_names or {}).get(task))
+                                                for a in arms) + " |",
+                      "| --- |" + " ---: |" * len(arms)]
+            for name, by_arm in block["classes"].items():
+                lines.append(f"| {name} | " + " | ".join(interval_text(by_arm.get(a)) for a in arms) + " |")
+            lines.append("")
+    if results.get("figures"):
+        lines += ["## Figures", "", *[f"- `{f}`" for f in results["figures"]], ""]
+    return "\n".join(lines)
+
+
+def format_table(results: Mapping[str, Any], baseline_names: Mapping[str, str | None] | None = None) -> str:
+    """The results tables for the terminal (the tables of ``results.md``, without per-class F1)."""
+    lines = []
+    for task in results["tasks"]:
+        lines += tables(results, task, (baseline_names or {}).get(task))
+    if results["defects"]:
+        lines += ["defects:", *[f"  - {d}" for d in results["defects"]]]
+    return "\n".join(lines)
+
+
+def write_report(profile: Profile, out: str | os.PathLike, sim_seed: int, figures: bool = True) -> dict[str, Any]:
+    """Build the results from ``out``'s records and write ``results.json``, ``results.md`` and
+    the figures (``figures/*.png``)."""
+    out = Path(out)
+    results = build_results(profile, out, sim_seed)
+    names = {task: _baseline_name(profile, out, task) for task in results["tasks"]}
+    if figures:
+        from ultrassl.benchmark.figures import draw_figures
+
+        results["figures"] = [str(p.relative_to(out)) for p in draw_figures(results, out / "figures", names)]
+    write_json(out / "results.json", results)
+    text = format_markdown(results, names)
+    temporary = out / ".results.md.tmp"
+    temporary.write_text(text)
+    os.replace(temporary, out / "results.md")
+    results["baseline_names"] = names
+    return results

@@ -1,0 +1,69 @@
+"""Means with 95 % intervals over seeds, and paired differences between arms.
+
+Each arm of the benchmark is run once per seed; its figure is the mean over the seeds with a
+two-sided Student-t interval, ``mean +- t_{0.975, n-1} * sd / sqrt(n)`` (``sd`` with n - 1 in
+the denominator). A pretrained arm is compared with random initialisation seed by seed:
+both arms of one seed share the label subset, the data order and the seed, so the
+difference of the two is taken per seed and its mean gets the same t-interval (a paired
+t-interval). An interval that excludes 0 says the difference is larger than the spread of
+the seeds explains. With one seed there is no interval (its bounds are None).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats
+
+#: the confidence of every interval
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over ``n`` values with its two-sided interval (None bounds: n < 2)."""
+
+    mean: float | None
+    low: float | None
+    high: float | None
+    n: int
+
+    @property
+    def half_width(self) -> float | None:
+        return None if self.low is None else (self.high - self.low) / 2
+
+    def excludes(self, value: float = 0.0) -> bool:
+        """Whether the interval lies wholly on one side of ``value``."""
+        return self.low is not None and (self.low > value or self.high < value)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def finite(values: Iterable[float | None]) -> list[float]:
+    """The finite values (None and NaN dropped)."""
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def mean_interval(values: Iterable[float | None], confidence: float = CONFIDENCE) -> Interval:
+    """Mean and Student-t interval of the finite ``values``."""
+    x = np.asarray(finite(values), dtype=np.float64)
+    n = len(x)
+    if n == 0:
+        return Interval(None, None, None, 0)
+    mean = float(x.mean())
+    if n < 2:
+        return Interval(mean, None, None, n)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def paired_difference(arm: Mapping[int, float | None], reference: Mapping[int, float | None],
+                      confidence: float = CONFIDENCE) -> Interval:
+    """Mean of ``arm[seed] - reference[seed]`` over the seeds both have (finite values) with
+    its t-interval."""
+    seeds = [s for s in arm if s in reference and finite([arm[s]]) and finite([reference[s]])]
+    return mean_interval([float(arm[s]) - float(reference[s]) for s in seeds], confidence)
