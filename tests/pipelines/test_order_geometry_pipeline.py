@@ -126,3 +126,22 @@ def test_warp_within_sector_keeps_the_sector_edges_where_they_were(fetal_manifes
 def test_warp_within_sector_needs_the_sector():
     with pytest.raises(ValueError, match="needs the scan sector"):
         OrderGeometryPipeline(modality="natural", warp_within_sector=True)
+
+
+def test_the_loop_cache_changes_no_sample(fetal_manifest):
+    plain = OrderGeometryPipeline(size=(32, 40), spacing=3)
+    cached = OrderGeometryPipeline(size=(32, 40), spacing=3, loop_cache_mb=64)
+    dataset = ManifestDataset(fetal_manifest, cached.train_transform())
+    for _ in range(2):  # the second round is served from memory
+        for expected, item in zip(_items(fetal_manifest, plain, 6), (_seeded(dataset, i) for i in range(6))):
+            for key in plain.image_keys:
+                torch.testing.assert_close(item[key], expected[key])
+    cache = next(t for t in dataset.transform.transforms if hasattr(t, "cache")).cache
+    assert cache.misses == len(dataset) and cache.hits == 12 - len(dataset)
+    with pytest.raises(ValueError, match="loop_cache_mb"):
+        OrderGeometryPipeline(loop_cache_mb=-1)
+
+
+def _seeded(dataset, i, seed=0):
+    dataset.transform.set_random_state(seed=seed + i)
+    return dataset[i % len(dataset)]

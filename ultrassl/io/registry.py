@@ -94,6 +94,18 @@ def probe_clip(path: str | os.PathLike, format: str | None = None) -> ClipInfo:
     return info
 
 
+def check_frame_indices(frame_indices: Sequence[int] | np.ndarray, n_frames: int, path: str | os.PathLike) -> np.ndarray:
+    """``frame_indices`` as int64 ``(N,)``; :class:`FrameIndexError` (naming ``path``) when there
+    are none or one lies outside ``[0, n_frames)``."""
+    indices = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
+    if indices.size == 0:
+        raise FrameIndexError("no frame indices were asked for", str(path))
+    bad = indices[(indices < 0) | (indices >= n_frames)]
+    if bad.size:
+        raise FrameIndexError(f"frame index {int(bad[0])} outside the clip's {n_frames} frames", str(path))
+    return indices
+
+
 def read_clip(
     path: str | os.PathLike,
     frame_indices: Sequence[int] | np.ndarray | None = None,
@@ -133,14 +145,7 @@ def read_clip(
     if frame_indices is None:
         indices = np.arange(info.n_frames, dtype=np.int64)
     else:
-        indices = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
-        if indices.size == 0:
-            raise FrameIndexError("no frame indices were asked for", str(path))
-        bad = indices[(indices < 0) | (indices >= info.n_frames)]
-        if bad.size:
-            raise FrameIndexError(
-                f"frame index {int(bad[0])} outside the clip's {info.n_frames} frames", str(path)
-            )
+        indices = check_frame_indices(frame_indices, info.n_frames, path)
     try:
         clip = reader.read(path, indices, info, with_audio=with_audio)
     except Exception as exc:  # noqa: BLE001 - every decoder failure becomes a typed error

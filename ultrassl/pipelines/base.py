@@ -90,6 +90,9 @@ class ClipPipeline(Pipeline):
         target_fps: reference frame rate of the samplers' strides (None: in file frames).
         short_clip: what samplers do with videos too short for a clip
             (``"reduce_stride"``, ``"pad"``, ``"error"``).
+        loop_cache_mb: MB of whole decoded loops each loading process keeps in memory
+            (:class:`~ultrassl.io.cache.LoopCache`); 0 (default) decodes every read. Worth it
+            when the decoded data set fits (the simulated benchmarks), not for an archive.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class ClipPipeline(Pipeline):
         antialias: bool = True,
         target_fps: float | None = None,
         short_clip: ShortClipPolicy = "reduce_stride",
+        loop_cache_mb: float = 0.0,
     ):
         if modality not in ("ultrasound", "natural"):
             raise ValueError(f"modality must be 'ultrasound' or 'natural', got {modality!r}")
@@ -131,6 +135,9 @@ class ClipPipeline(Pipeline):
         self.antialias = antialias
         self.target_fps = target_fps
         self.short_clip = short_clip
+        if loop_cache_mb < 0:
+            raise ValueError(f"loop_cache_mb must be >= 0, got {loop_cache_mb!r}")
+        self.loop_cache_mb = float(loop_cache_mb)
 
     # ------------------------------------------------------------------ helpers for recipes
     def sampler_options(self) -> dict[str, Any]:
@@ -148,7 +155,7 @@ class ClipPipeline(Pipeline):
         views = _as_keys(views)
         steps: list[Transform] = [
             SampleFramesd(sampler, view_keys=views),
-            LoadClipd(view_keys=views),
+            LoadClipd(view_keys=views, loop_cache_mb=self.loop_cache_mb),
             ToChannelsClipd(views, channels=self.in_channels),
         ]
         if self.mask_sector:

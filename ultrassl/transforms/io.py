@@ -12,6 +12,7 @@ from monai.transforms import Transform
 
 from ultrassl.errors import ClipReadError
 from ultrassl.io import read_clip
+from ultrassl.io.cache import LoopCache
 from ultrassl.io.types import Clip, ClipInfo
 from ultrassl.transforms.intensity import ToFloatClip
 from ultrassl.transforms.temporal import frame_indices_key
@@ -55,6 +56,9 @@ class LoadClipd(Transform):
             when present to skip format detection.
         info_key: entry holding a :class:`~ultrassl.io.ClipInfo` from an earlier probe, used
             when present to skip the probe.
+        loop_cache_mb: keep up to this many MB of whole decoded loops in memory per process
+            (:class:`~ultrassl.io.cache.LoopCache`; 0: off). For data sets whose decoded loops
+            fit; reads with audio bypass it.
 
     Raises:
         ClipReadError: a subclass naming the file and the cause.
@@ -68,6 +72,7 @@ class LoadClipd(Transform):
         expected_frames_key: str | None = "n_frames",
         format_key: str | None = "format",
         info_key: str | None = "clip_info",
+        loop_cache_mb: float = 0.0,
     ):
         self.view_keys = (view_keys,) if isinstance(view_keys, str) else tuple(view_keys)
         if not self.view_keys:
@@ -78,6 +83,7 @@ class LoadClipd(Transform):
         self.format_key = format_key
         self.info_key = info_key
         self.to_float = ToFloatClip()
+        self.cache = LoopCache(int(loop_cache_mb * 2**20)) if loop_cache_mb > 0 else None
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
@@ -92,14 +98,12 @@ class LoadClipd(Transform):
             views[view] = np.asarray(d[key], dtype=np.int64).reshape(-1)
         union = np.unique(np.concatenate(list(views.values())))
         info = d.get(self.info_key) if self.info_key else None
-        clip = read_clip(
-            path,
-            union,
-            with_audio=self.with_audio,
-            expected_n_frames=_optional(d, self.expected_frames_key),
-            info=info if isinstance(info, ClipInfo) else None,
-            format=_optional(d, self.format_key),
-        )
+        options = dict(expected_n_frames=_optional(d, self.expected_frames_key),
+                       info=info if isinstance(info, ClipInfo) else None, format=_optional(d, self.format_key))
+        if self.cache is not None and not self.with_audio:
+            clip = self.cache.read(path, union, **options)
+        else:
+            clip = read_clip(path, union, with_audio=self.with_audio, **options)
         if self.with_audio and clip.audio is None:
             raise ClipReadError("audio was asked for but the file has no audio track", str(path))
         frames = self.to_float(clip.frames)  # (C, U, H, W)
