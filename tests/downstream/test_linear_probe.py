@@ -30,7 +30,7 @@ def test_the_solution_is_the_regularised_optimum(class_weight):
     features, targets = _toy()
     l2 = 1e-2
     probe = fit_logistic_regression(features, targets, 3, class_weight, l2=l2)
-    z = ((features - probe.mean) / torch.sqrt(probe.var + 1e-5)).double()
+    z = ((features - probe.mean) / torch.sqrt(probe.var + probe.eps)).double()
     weight = probe.weight.double().requires_grad_(True)
     bias = probe.bias.double().requires_grad_(True)
     cw = None if class_weight is None else class_weight.double()
@@ -52,7 +52,7 @@ def test_stronger_regularisation_shrinks_the_weights_and_class_weights_move_the_
     assert norms[0] > norms[1] > norms[2]
     plain = fit_logistic_regression(features, targets, 3, l2=1.0)
     favoured = fit_logistic_regression(features, targets, 3, torch.tensor([10.0, 1.0, 1.0]), l2=1.0)
-    z = (features - plain.mean) / torch.sqrt(plain.var + 1e-5)
+    z = (features - plain.mean) / torch.sqrt(plain.var + plain.eps)
     predicted = lambda p: (z @ p.weight.T + p.bias).argmax(dim=1)  # noqa: E731
     assert (predicted(favoured) == 0).sum() > (predicted(plain) == 0).sum()
 
@@ -62,12 +62,27 @@ def test_the_loaded_head_computes_the_solved_logits_in_eval_mode():
     probe = fit_logistic_regression(features, targets, 3)
     head = LinearHead(features.shape[1], 3, input_norm=True).eval()
     load_into_head(head, probe)
-    expected = ((features - probe.mean) / torch.sqrt(probe.var + head[0].eps)) @ probe.weight.T + probe.bias
+    expected = probe.logits(features)
     assert torch.allclose(head(features), expected, atol=1e-4)
     assert (head(features).argmax(dim=1) == targets).float().mean() > 0.9  # separable toy classes
     plain = LinearHead(features.shape[1], 3).eval()  # a fine-tune's head: standardisation folded in
     load_into_head(plain, probe)
     assert torch.allclose(plain(features), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [1e-4, 1e4])
+def test_the_probe_does_not_depend_on_the_scale_of_the_features(scale):
+    # A randomly initialised encoder's pooled features can vary by 1e-3 across frames: an
+    # absolute variance floor would flatten them and the probe would predict one class.
+    features, targets = _toy()
+    features = features - features.mean(dim=0)
+    reference = fit_logistic_regression(features, targets, 3)
+    scaled = fit_logistic_regression(features * scale, targets, 3)
+    assert torch.equal(reference.logits(features).argmax(1), scaled.logits(features * scale).argmax(1))
+    assert (scaled.logits(features * scale).argmax(1) == targets).float().mean() > 0.9
+    for head in (LinearHead(features.shape[1], 3, input_norm=True).eval(), LinearHead(features.shape[1], 3).eval()):
+        load_into_head(head, scaled)
+        assert torch.allclose(head(features * scale), scaled.logits(features * scale), atol=1e-3)
 
 
 def test_bad_targets_are_refused():
@@ -103,7 +118,7 @@ def test_fitting_a_linear_probe_solves_the_head_and_takes_no_sgd_step(checkpoint
     reference = fit_logistic_regression(features, targets, model.head[-1].out_features,
                                         None if class_weight is None else class_weight, l2=model.hparams.probe_l2)
     with torch.no_grad():
-        expected = ((features - reference.mean) / torch.sqrt(reference.var + 1e-5)) @ reference.weight.T + reference.bias
+        expected = reference.logits(features)
         assert torch.allclose(model.head(features), expected, atol=1e-3)
 
 
@@ -120,7 +135,11 @@ def test_lp_ft_starts_the_fine_tune_from_the_solved_probe(checkpoint_factory):
     trainer.fit(model, loader_of(batch, repeats=1))
     assert trainer.global_step == 1  # a fine-tune: the probe is only its starting point
     assert model.probe_fit is not None and model.probe_fit.samples == 8
-    assert torch.allclose(model.head[-1].weight, reference.weight, atol=1e-3)  # lr 0: still the probe's
+    # lr 0: still the probe's weights (rescaled for the head's BatchNorm eps where it has one)
+    var = reference.var + reference.eps
+    norm_eps = model.head[0].eps if len(model.head) > 1 else None
+    weight = reference.weight * torch.sqrt((var + norm_eps) / var) if norm_eps else reference.weight / torch.sqrt(var)
+    assert torch.allclose(model.head[-1].weight, weight, atol=1e-3)
 
 
 def test_frozen_encoder_norm_keeps_the_statistics_while_the_weights_learn(checkpoint_factory):

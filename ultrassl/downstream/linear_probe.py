@@ -58,7 +58,8 @@ class ProbeFit:
 @dataclass
 class LogisticRegression:
     """A solved probe: the logits of a feature ``f`` are ``weight @ z + bias`` with
-    ``z = (f - mean) / sqrt(var + eps)``; float32 tensors ``(K, F)``, ``(K,)``, ``(F,)``, ``(F,)``."""
+    ``z = (f - mean) / sqrt(var + eps)``; float32 tensors ``(K, F)``, ``(K,)``, ``(F,)``, ``(F,)``
+    and the absolute variance floor ``eps`` the fit used."""
 
     weight: torch.Tensor
     bias: torch.Tensor
@@ -66,10 +67,11 @@ class LogisticRegression:
     var: torch.Tensor
     iterations: int
     losses: list[float]
+    eps: float = 1e-5
 
-    def logits(self, features: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, K)`` of features ``(N, F)``, standardised as in the fit."""
-        z = (features.float() - self.mean) / torch.sqrt(self.var + eps)
+        z = (features.float() - self.mean) / torch.sqrt(self.var + self.eps)
         return z @ self.weight.T + self.bias
 
 
@@ -118,7 +120,10 @@ def fit_logistic_regression(
         class_weight: ``(K,)`` cross-entropy weights, or None.
         l2: coefficient of the squared L2 norm of the weights.
         max_iter: L-BFGS iterations at most.
-        eps: added to the variance before standardising (as BatchNorm's ``eps``).
+        eps: the variance floor of the standardisation, relative to the features' mean
+            variance: the probe does not depend on the scale of the features (a randomly
+            initialised encoder's may be small), and a feature that is constant over the
+            training set stays at zero.
 
     Returns:
         the solved :class:`LogisticRegression`.
@@ -129,7 +134,8 @@ def fit_logistic_regression(
         raise ValueError(f"targets must lie in [0, {num_classes}), got [{int(targets.min())}, {int(targets.max())}]")
     x = features.to(torch.float64)
     mean, var = x.mean(dim=0), x.var(dim=0, unbiased=False)
-    z = (x - mean) / torch.sqrt(var + eps)
+    floor = float(eps) * max(float(var.mean()), torch.finfo(torch.float32).tiny)
+    z = (x - mean) / torch.sqrt(var + floor)
     weight_ce = None if class_weight is None else class_weight.to(torch.float64)
     linear = nn.Linear(z.shape[1], num_classes, dtype=torch.float64)
     nn.init.zeros_(linear.weight)
@@ -149,7 +155,7 @@ def fit_logistic_regression(
         optimizer.step(closure)
     iterations = int(optimizer.state[linear.weight].get("n_iter", 0))
     return LogisticRegression(linear.weight.detach().float(), linear.bias.detach().float(), mean.float(), var.float(),
-                              iterations, losses)
+                              iterations, losses, floor)
 
 
 #: below this many multiply-adds per objective evaluation, L-BFGS runs on one thread
@@ -172,29 +178,30 @@ def _threads_for(work: int) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def load_into_head(head: nn.Sequential, probe: LogisticRegression, eps: float = 1e-5) -> None:
+def load_into_head(head: nn.Sequential, probe: LogisticRegression) -> None:
     """Write a solved probe into a :class:`~ultrassl.models.heads.LinearHead`.
 
     A probe's head (first layer the non-affine BatchNorm1d of ``input_norm=True``) takes the
-    features' mean and variance as its running statistics and the solved weights, so it
-    computes the solved logits in evaluation mode. A plain linear head (a fine-tune's) gets
-    the standardisation folded into its weights: ``W / sqrt(var + eps)`` and
-    ``b - W @ (mean / sqrt(var + eps))``, the same logits."""
+    features' mean and ``var + probe.eps`` as its running statistics, and the solved weights
+    rescaled per feature by ``sqrt((var + probe.eps + bn.eps) / (var + probe.eps))`` for the
+    BatchNorm's own ``eps``, so it computes the solved logits in evaluation mode. A plain linear
+    head (a fine-tune's) gets the standardisation folded into its weights:
+    ``W / sqrt(var + eps)`` and ``b - W @ (mean / sqrt(var + eps))``, the same logits."""
     linear = head[-1]
+    var = probe.var.double() + probe.eps
     with torch.no_grad():
         if len(head) > 1:
             norm = head[0]
             if not isinstance(norm, nn.BatchNorm1d) or norm.affine:
                 raise ValueError(f"cannot load a probe into a head starting with {type(norm).__name__}")
             norm.running_mean.copy_(probe.mean)
-            norm.running_var.copy_(probe.var)
-            linear.weight.copy_(probe.weight)
+            norm.running_var.copy_(var.float())
+            linear.weight.copy_((probe.weight.double() * torch.sqrt((var + norm.eps) / var)[None, :]).float())
             linear.bias.copy_(probe.bias)
         else:
-            scale = torch.rsqrt(probe.var + eps)
-            weight = probe.weight * scale[None, :]
-            linear.weight.copy_(weight)
-            linear.bias.copy_(probe.bias - weight @ probe.mean)
+            weight = probe.weight.double() * torch.rsqrt(var)[None, :]
+            linear.weight.copy_(weight.float())
+            linear.bias.copy_((probe.bias.double() - weight @ probe.mean.double()).float())
 
 
 def fit_linear_probe(
