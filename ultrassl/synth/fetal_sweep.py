@@ -2,8 +2,10 @@
 
 Each simulated subject is an analytic phantom (:mod:`ultrassl.synth.phantom`). A sweep
 moves a curvilinear probe through it: frame t is the slice at elevation y(t), with a
-little tilt and tremor; the probe slows down near standard planes, as sonographers do,
-and some sweeps go back and forth. Frames are rendered as B-mode images
+little tilt and tremor; the probe slows down near standard planes and holds most of the
+planes it crosses for a moment (the slice then goes through the plane's centre, with
+tremor), as sonographers do when they freeze a standard view; some sweeps go back and
+forth. Frames are rendered as B-mode images
 (:mod:`ultrassl.synth.bmode`) with the scanner's text burned in outside the sector.
 
 Ground truth per frame:
