@@ -45,6 +45,18 @@ def test_a_missing_metric_is_a_defect():
     assert any("macro_f1: no value for random_init, seed 2" in d for d in results_of(records)["defects"])
 
 
+def test_an_arm_that_predicts_one_class_is_a_defect():
+    # what a randomly initialised encoder with vanishing features gave: Background for every frame
+    collapsed = {"Background": 0.61, "3VV": 0.0, "4CH": 0.0, "Femur": 0.0}
+    learned = {"Background": 0.7, "3VV": 0.2, "4CH": 0.0, "Femur": 0.4}
+    records = [{**record(arm, s, {"macro_f1": 0.1 + 0.01 * s + 0.1 * (arm == "order_geometry")}),
+                "per_class": collapsed if (arm, s) == ("random_init", 1) else learned}
+               for arm in ("order_geometry", "random_init") for s in range(3)]
+    defects = results_of(records)["defects"]
+    assert [d for d in defects if "one class" in d] == [
+        "plane_detection / linear / 100% / random_init, seed 1: predicts one class for every held-out sample"]
+
+
 def test_unequal_budgets_in_a_comparison_are_a_defect():
     records = [record("order_geometry", 0, {"macro_f1": 0.3}), record("random_init", 0, {"macro_f1": 0.2}, max_steps=20),
                record("order_geometry", 1, {"macro_f1": 0.4}), record("random_init", 1, {"macro_f1": 0.1})]

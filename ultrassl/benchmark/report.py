@@ -189,6 +189,7 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
     defects += [f"{plan.name} / {b['protocol']} / {fraction_text(b['fraction'])} / seed {b['seed']}: the arms' "
                 f"budgets differ in {', '.join(b['differs_in'])}" for b in budgets if not b["equal"]]
     defects += metric_defects(plan.name, rows, [a for a in arms if a != BASELINE])
+    defects += collapse_defects(plan.name, per_class)
     return {"domain": plan.domain, "arms": arms, "objectives": objectives, "lower_is_better": sorted(task.lower_is_better),
             "reference_note": task.reference_note, "rows": rows, "per_class": per_class, "budgets": budgets,
             "defects": defects}
@@ -233,6 +234,24 @@ def metric_defects(task: str, rows: Iterable[Mapping[str, Any]], arms: Sequence[
 
 
 # ---------------------------------------------------------------------------- text
+def collapse_defects(task: str, per_class: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Arms that predict a single class for every held-out sample (every other class's F1 is
+    0): a collapsed model or degenerate features, not a result to compare."""
+    defects = []
+    for entry in per_class:
+        by_arm_seed: dict[tuple[str, Any], list[float]] = {}
+        for by_arm in entry["classes"].values():
+            for arm, summary_ in by_arm.items():
+                for seed, value in (summary_ or {}).get("per_seed", {}).items():
+                    if value is not None and math.isfinite(float(value)):
+                        by_arm_seed.setdefault((arm, seed), []).append(float(value))
+        for (arm, seed), scores in sorted(by_arm_seed.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+            if len(scores) > 2 and sum(v > 0 for v in scores) <= 1:
+                defects.append(f"{task} / {entry['protocol']} / {fraction_text(entry['fraction'])} / {arm}, seed "
+                               f"{seed}: predicts one class for every held-out sample")
+    return defects
+
+
 def interval_text(entry: Mapping[str, Any] | Interval | None, signed: bool = False, digits: int = 3) -> str:
     """``mean [low, high]`` (``n/a`` without a mean; no interval with one seed)."""
     if entry is None:
