@@ -193,7 +193,7 @@ class SonoNet(Backbone):
 
 
 def he_init(module: nn.Module) -> None:
-    """He (fan-out) initialisation of every convolution of ``module``, as torchvision's and
+    """He (fan-out) initialisation of every convolution of ``module``, as the reference ResNets and
     MONAI's ResNets do. PyTorch's default convolution init shrinks the signal by about
     sqrt(3) per layer; with BatchNorm at its initial statistics (a frozen, randomly
     initialised encoder) eight such layers leave features of order 1e-4, below the variance
