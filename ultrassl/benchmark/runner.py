@@ -283,9 +283,7 @@ class Runner:
     def train_and_score(self, task: Any, cfg: dict[str, Any], folder: Path, keys: Mapping[str, Any],
                         save_model: bool) -> dict[str, Any]:
         """Train one arm and score it (or read its record; or copy the record of an identical run)."""
-        done = read_json(folder / RECORD)
-        if done is not None:
-            self.reused += 1
+        if (done := self._finished(folder)) is not None:
             return done
         digest = config_digest(cfg)
         twin = self._digest_index().get(digest)
@@ -325,9 +323,7 @@ class Runner:
 
     def baseline(self, task: Any, cfg: dict[str, Any], folder: Path, keys: Mapping[str, Any]) -> dict[str, Any] | None:
         """The task's model-free baseline on the labels of one fraction and seed."""
-        done = read_json(folder / RECORD)
-        if done is not None:
-            self.reused += 1
+        if (done := self._finished(folder)) is not None:
             return done
         started = time.perf_counter()
         arm = build_arm(cfg)
@@ -346,9 +342,7 @@ class Runner:
     def score_encoder(self, protocol: str, options: Mapping[str, Any], cfg: dict[str, Any], folder: Path,
                       keys: Mapping[str, Any]) -> dict[str, Any]:
         """An encoder protocol (kNN retrieval) on the encoder as it starts."""
-        done = read_json(folder / RECORD)
-        if done is not None:
-            self.reused += 1
+        if (done := self._finished(folder)) is not None:
             return done
         started = time.perf_counter()
         arm = build_arm(cfg)
@@ -360,6 +354,13 @@ class Runner:
         self.trained += 1
         self.log(f"      {self._name(keys)}: " + ", ".join(f"{k} {_number(v)}" for k, v in scored["metrics"].items()))
         return record
+
+    def _finished(self, folder: Path) -> dict[str, Any] | None:
+        """The record of a run finished in ``folder`` earlier (counted as reused), else None."""
+        done = read_json(folder / RECORD)
+        if done is not None:
+            self.reused += 1
+        return done
 
     @staticmethod
     def _name(keys: Mapping[str, Any]) -> str:
