@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from jsonargparse import ArgumentParser
 from torch.utils.data import DataLoader, default_collate
 
+from ultrassl.models.heads import PairwiseOrderHead
 from ultrassl.objectives.order_geometry import OrderGeometry
 from ultrassl.transforms.pretext import RandPermuteFramesd
 from ultrassl.transforms.spatial import RandAffineClipd
@@ -120,7 +121,8 @@ def test_frame_encoder_order_head_sees_frames_in_shuffled_order():
     model = OrderGeometry(backbone="sononet16", head_hidden=16).eval()
     features = model.backbone.num_features
     assert model.num_order_classes == 12
-    assert model.order_head[0].in_features == N_FRAMES * features
+    assert model.order_head.in_features == N_FRAMES * features
+    assert OrderGeometry(backbone="sononet16", order_head="concat").order_head[0].in_features == N_FRAMES * features
     assert model.geometry_head[0].in_features == features
     clip = torch.rand(2, 1, N_FRAMES, SIZE, SIZE)
     with torch.no_grad():
@@ -129,6 +131,37 @@ def test_frame_encoder_order_head_sees_frames_in_shuffled_order():
     assert not torch.allclose(order_in, swapped_order_in)  # order is visible to the order head
     torch.testing.assert_close(geometry_in, swapped_geometry_in)  # geometry does not depend on it
     assert OrderGeometry(backbone="tiny3d").order_head[0].in_features == 32
+
+
+def test_pairwise_order_head_gives_a_time_reversal_the_same_logits():
+    """Frames whose features move along a line in time: a permutation of them and the same
+    permutation of the time-reversed frames are one order class, and get one prediction."""
+    torch.manual_seed(0)
+    head = PairwiseOrderHead(in_features=8, num_frames=N_FRAMES, hidden_features=16, out_features=12).eval()
+    start, velocity = torch.randn(5, 1, 8), torch.randn(5, 1, 8)
+    times = torch.arange(N_FRAMES, dtype=torch.float32)[None, :, None]
+    forward, backward = start + times * velocity, start + times.flip(1) * velocity
+    permutation = [2, 0, 3, 1]
+    with torch.no_grad():
+        logits = head(forward[:, permutation].flatten(1))
+        reversed_logits = head(backward[:, permutation].flatten(1))
+        other_logits = head(forward[:, [0, 2, 1, 3]].flatten(1))
+    torch.testing.assert_close(logits, reversed_logits)
+    assert not torch.allclose(logits, other_logits)  # another class, another prediction
+    with pytest.raises(ValueError, match="expects"):
+        head(forward)  # (B, N, F) instead of (B, N x F)
+
+
+@pytest.mark.parametrize("order_head", ["pairwise", "concat"])
+def test_frame_backbone_learns_order_with_either_head(order_head):
+    L.seed_everything(0, verbose=False)
+    model = OrderGeometry(
+        backbone="tiny2d", order_head=order_head, head_hidden=64, lr=3e-3, scheduler="constant",
+        geometry_weight=0.0,
+    )
+    held_out = default_collate(make_samples(192, "parallel", "regression", seed=1))
+    fit(model, make_samples(480, "parallel", "regression", seed=0), 60)
+    assert evaluate(model, held_out)["order_acc"] > 2 / 12  # chance is 1/12
 
 
 def test_geometry_weight_and_geometry_kind():

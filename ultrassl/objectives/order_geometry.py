@@ -38,7 +38,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from ultrassl.engine.base import PretrainModule
 from ultrassl.losses.geometry import GeometryRegressionLoss
-from ultrassl.models.heads import MLPHead
+from ultrassl.models.heads import MLPHead, PairwiseOrderHead
 from ultrassl.transforms.base import batch_param
 from ultrassl.transforms.pretext import RandPermuteFrames, permutation_classes
 
@@ -49,8 +49,8 @@ AFFINE_PARAMS = "affine"
 class OrderGeometry(PretrainModule):
     """Frame-order correction + geometric-transform prediction on one shared encoder.
 
-    With a frame backbone (``sononet*``) the order head sees the N frame features concatenated
-    in their shuffled order, ``(B, N x F)``, and the geometry head their mean ``(B, F)``. With a
+    With a frame backbone (``sononet*``, ``tiny2d``) the order head sees the N frame features in
+    their shuffled order, ``(B, N x F)``, and the geometry head their mean ``(B, F)``. With a
     clip backbone (``r3d_*``, ``tiny3d``) both heads see the pooled clip feature ``(B, F)``.
 
     Args:
@@ -66,6 +66,11 @@ class OrderGeometry(PretrainModule):
         geometry_weight: lambda, the weight of the geometry loss.
         head_hidden: width of the hidden layer of both heads.
         head_layers: Linear layers per head (hidden ones with BatchNorm and ReLU).
+        order_head: how a frame backbone's N features reach the order classes:
+            ``"pairwise"`` (default), :class:`~ultrassl.models.heads.PairwiseOrderHead` over
+            the distances of every pair of frames, invariant to a time reversal as the merged
+            classes are; ``"concat"``, an MLP over the concatenated features (the paper's
+            layout). Clip backbones always use an MLP over the pooled clip feature.
         order_key: batch key of the shuffled clip; default ``"order_clip"`` (parallel) or
             ``"clip"`` (sequential).
         geometry_key: batch key of the transformed clip; default ``"geometry_clip"`` (parallel)
@@ -83,6 +88,7 @@ class OrderGeometry(PretrainModule):
         geometry_weight: float = 1.0,
         head_hidden: int = 256,
         head_layers: int = 2,
+        order_head: Literal["pairwise", "concat"] = "pairwise",
         order_key: str | None = None,
         geometry_key: str | None = None,
         **kwargs: Any,
@@ -92,6 +98,8 @@ class OrderGeometry(PretrainModule):
             raise ValueError(f"mode must be 'parallel' or 'sequential', got {mode!r}")
         if geometry not in ("regression", "classification"):
             raise ValueError(f"geometry must be 'regression' or 'classification', got {geometry!r}")
+        if order_head not in ("pairwise", "concat"):
+            raise ValueError(f"order_head must be 'pairwise' or 'concat', got {order_head!r}")
         if num_frames < 3:
             raise ValueError(f"order prediction needs num_frames >= 3, got {num_frames}")
         self.mode = mode
@@ -107,9 +115,13 @@ class OrderGeometry(PretrainModule):
             )
 
         features = self.backbone.num_features
-        order_in = num_frames * features if self.frame_wise else features
         geometry_out = num_geometry_params if geometry == "regression" else num_rotation_classes
-        self.order_head = MLPHead(order_in, head_hidden, self.num_order_classes, num_layers=head_layers)
+        if not self.frame_wise:
+            self.order_head = MLPHead(features, head_hidden, self.num_order_classes, num_layers=head_layers)
+        elif order_head == "pairwise":
+            self.order_head = PairwiseOrderHead(features, num_frames, head_hidden, self.num_order_classes)
+        else:
+            self.order_head = MLPHead(num_frames * features, head_hidden, self.num_order_classes, num_layers=head_layers)
         self.geometry_head = MLPHead(features, head_hidden, geometry_out, num_layers=head_layers)
         self.geometry_loss = GeometryRegressionLoss()
 
