@@ -116,12 +116,11 @@ class OrderGeometry(PretrainModule):
 
         features = self.backbone.num_features
         geometry_out = num_geometry_params if geometry == "regression" else num_rotation_classes
-        if not self.frame_wise:
-            self.order_head = MLPHead(features, head_hidden, self.num_order_classes, num_layers=head_layers)
-        elif order_head == "pairwise":
+        if self.frame_wise and order_head == "pairwise":
             self.order_head = PairwiseOrderHead(features, num_frames, head_hidden, self.num_order_classes)
         else:
-            self.order_head = MLPHead(num_frames * features, head_hidden, self.num_order_classes, num_layers=head_layers)
+            order_in = num_frames * features if self.frame_wise else features
+            self.order_head = MLPHead(order_in, head_hidden, self.num_order_classes, num_layers=head_layers)
         self.geometry_head = MLPHead(features, head_hidden, geometry_out, num_layers=head_layers)
         self.geometry_loss = GeometryRegressionLoss()
 
