@@ -7,6 +7,7 @@ declared in ``pyproject.toml``; this package imports ``ultrassl``, never the rev
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +30,11 @@ def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
         help="read headers only; do not decode frames to catch truncated files",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    parser.add_argument(
+        "--max-frame-pixels", type=int, metavar="N",
+        help="refuse files whose frames declare more than N pixels, before decoding "
+             "(default 16777216, i.e. 4096 x 4096; also ULTRASSL_MAX_FRAME_PIXELS)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +86,11 @@ def _index(args, root: Path, manifest_path: Path, annotations=None, match: str =
 
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.max_frame_pixels is not None:
+        if args.max_frame_pixels < 1:
+            raise UsageError(f"--max-frame-pixels must be >= 1, got {args.max_frame_pixels}")
+        # through the environment, so that the indexing worker processes apply it too
+        os.environ["ULTRASSL_MAX_FRAME_PIXELS"] = str(args.max_frame_pixels)
     manifest = index_folder(
         root, annotations=annotations, match=match, workers=args.workers,
         validate=args.validate, progress=not args.quiet,

@@ -53,6 +53,12 @@ class FrameIndexError(ClipReadError):
     """A requested frame index is outside the clip."""
 
 
+class ResourceLimitError(ClipReadError):
+    """What the file declares (frame size, frame count) would decode to more memory than the
+    configured ceiling allows (:mod:`ultrassl.io.limits`): a decompression bomb, a hostile
+    header, or a request for more of a long file than fits."""
+
+
 class ManifestError(UltrasslError):
     """A manifest or split file is malformed or inconsistent with the data."""
 

@@ -314,3 +314,42 @@ def index_file_or_crash(path: str, validate: bool = True) -> dict:
     if "crash" in os.path.basename(path):
         os._exit(11)
     return index_file(path, validate)
+
+
+# -- files that declare more than they should --------------------------------------------------
+
+
+def dicom_jpeg_frames(path: Path, frame_size: tuple[int, int], header_size: tuple[int, int] | None = None,
+                      n_frames: int = 3) -> dict:
+    """A JPEG-baseline multi-frame DICOM whose frames are flat grey ``frame_size`` images.
+
+    Flat JPEG frames compress to almost nothing, so a large ``frame_size`` makes a
+    decompression bomb: a small file whose frames decode to many megapixels each.
+    ``header_size`` sets Rows x Columns of the DICOM header when it should differ from the
+    frames' own size (a hostile header that understates what the codestreams decode to).
+    """
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    height, width = frame_size
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 90).save(buffer, format="JPEG", quality=50)
+    rows, columns = header_size or frame_size
+    ds = _dicom_dataset(np.zeros((n_frames, 2, 2), dtype=np.uint8))
+    ds.Rows, ds.Columns = rows, columns
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([buffer.getvalue()] * n_frames)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(path, enforce_file_format=True)
+    return facts("dicom", n_frames, rows, columns, 1, fps=25.0)
+
+
+def mha_compressed_large(path: Path, height: int, width: int, n_frames: int = 2) -> dict:
+    """A zlib-compressed MetaImage of flat frames: a few kB on disk, ``height x width`` per frame."""
+    import SimpleITK as sitk
+
+    image = sitk.Image([width, height, n_frames], sitk.sitkUInt8)
+    sitk.WriteImage(image, str(path), True)
+    return facts("itk", n_frames, height, width, 1)

@@ -120,3 +120,18 @@ def test_suffixes_in_any_case(tmp_path):
         np.testing.assert_array_equal(read_clip(path, [3]).frames[0, ..., 0], array[3])
     (tmp_path / "notes.txt.gz").write_bytes(b"")
     assert not ItkReader().can_read(tmp_path / "notes.txt.gz")
+
+
+def test_itk_messages_stay_off_the_terminal_and_go_into_the_error(tmp_path, capfd):
+    from ultrassl.errors import CorruptFileError
+    from ultrassl.io import probe_clip
+
+    path = tmp_path / "broken.mha"
+    path.write_bytes(b"ObjectType = Image\nNDims = x\nElementDataFile = LOCAL\n")
+    with pytest.raises(CorruptFileError) as caught:
+        probe_clip(path)
+    printed = capfd.readouterr()
+    assert "MET_Read" not in printed.err and "MET_Read" not in printed.out
+    assert str(path) in str(caught.value) and "ITK said: " in str(caught.value) and "MET_Read Failed" in str(caught.value)
+    print("after", file=__import__("sys").stderr)  # the terminal works again afterwards
+    assert capfd.readouterr().err == "after\n"

@@ -40,7 +40,7 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import parse_basic_offsets, parse_fragments
+from pydicom.encaps import get_frame, parse_basic_offsets, parse_fragments
 from pydicom.multival import MultiValue
 from pydicom.pixels import (
     apply_color_lut,
@@ -57,8 +57,11 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
+    JPEG2000TransferSyntaxes,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
+    JPEGLSTransferSyntaxes,
+    JPEGTransferSyntaxes,
 )
 
 from ultrassl.errors import (
@@ -68,6 +71,7 @@ from ultrassl.errors import (
     UnsupportedFormatError,
 )
 from ultrassl.io.base import ClipReader, default_timestamps
+from ultrassl.io.limits import get_decode_limits
 from ultrassl.io.types import Clip, ClipInfo
 
 #: offset and value of the DICOM file magic ("DICM" after the 128-byte preamble)
@@ -214,6 +218,7 @@ class DicomReader(ClipReader):
         distinct = np.unique(indices)  # sorted: file order, each frame decoded once
         with open(path, "rb") as f:
             header = _read_header(f, path, defer_size=None)
+            _check_codestream_sizes(f, header, distinct.tolist(), path)
             try:
                 to_uint8 = _FrameConverter(header)
                 decoded = [
@@ -554,6 +559,58 @@ def _short(exc: BaseException, limit: int = 200) -> str:
 
 
 # --------------------------------------------------------------------------- pixels
+
+
+def _codestream_size(frame: bytes, ts: UID) -> tuple[int, int] | None:
+    """(rows, columns) that a compressed frame's own codestream header declares, parsed without
+    decoding (pylibjpeg's libjpeg and openjpeg read only the header); None for codecs whose
+    decoders take the size from the DICOM header (RLE), or a header they cannot parse (the
+    decoder then reports the damage)."""
+    try:
+        if ts in JPEGTransferSyntaxes or ts in JPEGLSTransferSyntaxes:
+            from libjpeg import get_parameters
+        elif ts in JPEG2000TransferSyntaxes:
+            from openjpeg import get_parameters
+        else:
+            return None
+        parameters = get_parameters(frame)
+        return int(parameters["rows"]), int(parameters["columns"])
+    except Exception:  # noqa: BLE001 - an unparsable header is the decoder's to report
+        return None
+
+
+def _check_codestream_sizes(f: BinaryIO, header: _Header, indices: list[int], path: Path) -> None:
+    """Refuse, before decoding, compressed frames whose codestream declares more pixels than
+    the decode limit or another size than Rows x Columns.
+
+    The codec decodes to the size in the frame's own header, not the DICOM header's: a small
+    file whose JPEG frames each claim 12000 x 12000 pixels would otherwise allocate gigabytes
+    before any check on the result could run.
+    """
+    ts = header.transfer_syntax
+    if header.pixel_data is None or not ts.is_encapsulated:
+        return
+    limits = get_decode_limits()
+    rows, columns = int(header.ds.Rows), int(header.ds.Columns)
+    extended = None
+    if "ExtendedOffsetTable" in header.ds and "ExtendedOffsetTableLengths" in header.ds:
+        extended = (header.ds.ExtendedOffsetTable, header.ds.ExtendedOffsetTableLengths)
+    for index in indices:
+        f.seek(header.pixel_data.offset)
+        try:
+            frame = get_frame(f, index, extended_offsets=extended, number_of_frames=header.n_frames)
+        except Exception:  # noqa: BLE001 - item structure damage is reported by the decoder
+            return
+        declared = _codestream_size(frame, ts)
+        if declared is None:
+            continue
+        limits.check_frame(*declared, path, f"frame {index}'s compressed data declares a frame")
+        if declared != (rows, columns):
+            raise CorruptFileError(
+                f"frame {index}'s compressed data declares {declared[0]} x {declared[1]} pixels, "
+                f"the header {rows} x {columns}",
+                str(path),
+            )
 
 
 def _decode_frames(

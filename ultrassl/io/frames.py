@@ -27,6 +27,8 @@ import numpy as np
 
 from ultrassl.errors import CorruptFileError, EmptyClipError, UnsupportedFormatError
 from ultrassl.io.base import ClipReader, default_timestamps
+from ultrassl.io.files import check_openable
+from ultrassl.io.limits import get_decode_limits
 from ultrassl.io.types import Clip, ClipInfo
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -179,9 +181,28 @@ def _sidecar_fps(folder: Path) -> Fraction | None:
     return fps
 
 
+def _declared_size(file: Path) -> tuple[int, int] | None:
+    """(height, width) from the image file's header, without decoding it (Pillow reads only
+    the header on open); None when Pillow does not know the format."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None  # OpenCV decides below, and says it cannot decode a damaged file
+    except Image.DecompressionBombError:
+        return None  # Pillow's own ceiling (about 179 megapixels) is above ours: fall through
+    return int(height), int(width)
+
+
 def _decode(file: Path) -> np.ndarray:
     import cv2
 
+    check_openable(file)
+    declared = _declared_size(file)
+    if declared is not None:
+        get_decode_limits().check_frame(*declared, file.parent, f"frame file {file.name!r}")
     image = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise CorruptFileError(f"frame file {file.name!r} cannot be decoded", str(file.parent))

@@ -30,8 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ultrassl.errors import CorruptFileError, UnsupportedFormatError
+from ultrassl.errors import ClipReadError, CorruptFileError, UnsupportedFormatError
 from ultrassl.io.base import ClipReader, default_timestamps
+from ultrassl.io.limits import get_decode_limits
+from ultrassl.io.native import captured_native_stderr, native_note
 from ultrassl.io.types import Clip, ClipInfo
 
 _SUFFIXES = (".nii.gz", ".mha", ".mhd", ".nii", ".nrrd", ".nhdr")
@@ -59,6 +61,15 @@ class ItkReader(ClipReader):
         return Path(path).is_file() and lower.endswith(_SUFFIXES)
 
     def probe(self, path: Path) -> ClipInfo:
+        return _quietly(self._probe, path)
+
+    def read(
+        self, path: Path, frame_indices: np.ndarray, info: ClipInfo, with_audio: bool = False
+    ) -> Clip:
+        """Frames at ``frame_indices`` as uint8 (T, H, W, C), intensities mapped by the file's rule."""
+        return _quietly(self._read, path, frame_indices, info, with_audio)
+
+    def _probe(self, path: Path) -> ClipInfo:
         """Header facts (ReadImageInformation); float images are also read whole for their range.
 
         ``metadata`` holds ``file_format`` (metaimage, nifti or nrrd), ``pixel_type``, ``components``,
@@ -92,6 +103,7 @@ class ItkReader(ClipReader):
         components = int(reader.GetNumberOfComponents())
         if components not in (1, 3, 4):
             raise UnsupportedFormatError(f"{components} components per pixel; expected 1, 3 or 4", str(path))
+        get_decode_limits().check_frame(height, width, path, "the declared frame size")
         spacing = tuple(float(s) for s in reader.GetSpacing())
         fps, fps_source = _frame_rate(reader, keys, dimension)
         pixel_id = reader.GetPixelID()
@@ -121,10 +133,9 @@ class ItkReader(ClipReader):
             metadata=metadata,
         )
 
-    def read(
+    def _read(
         self, path: Path, frame_indices: np.ndarray, info: ClipInfo, with_audio: bool = False
     ) -> Clip:
-        """Frames at ``frame_indices`` as uint8 (T, H, W, C), intensities mapped by the file's rule."""
         path = Path(path)
         indices = np.asarray(frame_indices, dtype=np.int64).reshape(-1)
         metadata = info.metadata
@@ -165,6 +176,17 @@ class ItkReader(ClipReader):
             timestamps_s=default_timestamps(indices, info.fps),
             info=info,
         )
+
+
+def _quietly(call, path: Path, *args):
+    """``call(path, *args)`` with ITK's C++ messages kept off the terminal; a typed error gets
+    them appended to its cause (they often say more than the exception: "NDims required")."""
+    with captured_native_stderr() as said:
+        try:
+            return call(path, *args)
+        except ClipReadError as exc:
+            error = exc
+    raise type(error)(error.cause + native_note(said, "ITK"), error.path) from error
 
 
 def _image_reader(path: Path):
@@ -345,6 +367,13 @@ def _intensity_rule(reader, keys: dict[str, str], pixel_id: int, path: Path) -> 
     if np.issubdtype(dtype, np.integer):
         limits = np.iinfo(dtype)
         return "type_range", (float(limits.min), float(limits.max))
+    # A float image without a declared range is read whole for its range: that read is
+    # bounded like any other, by what the header declares (x, y, frames, components, bytes).
+    size = [int(n) for n in reader.GetSize()]
+    get_decode_limits().check_read(
+        int(np.prod(size[2:], dtype=np.int64)) if len(size) > 2 else 1, size[1], size[0],
+        int(reader.GetNumberOfComponents()) * np.dtype(dtype).itemsize, path,
+    )
     try:
         image = _image_reader(path).Execute()
     except RuntimeError as exc:

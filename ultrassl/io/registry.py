@@ -18,6 +18,8 @@ from ultrassl.errors import (
     UnsupportedFormatError,
 )
 from ultrassl.io.base import ClipReader
+from ultrassl.io.files import check_openable
+from ultrassl.io.limits import get_decode_limits
 from ultrassl.io.types import Clip, ClipInfo
 
 
@@ -48,12 +50,10 @@ def get_reader(path: str | os.PathLike, format: str | None = None) -> ClipReader
     if format is not None:
         for reader in readers():
             if reader.name == format:
+                check_openable(path)
                 return reader
         raise UnsupportedFormatError(f"unknown format {format!r}", str(path))
-    if not path.exists():
-        raise FileAccessError("no such file or folder", str(path))
-    if not os.access(path, os.R_OK):
-        raise FileAccessError("permission denied", str(path))
+    check_openable(path)
     for reader in readers():
         if reader.can_read(path):
             return reader
@@ -91,6 +91,7 @@ def probe_clip(path: str | os.PathLike, format: str | None = None) -> ClipInfo:
         raise _typed(exc, path) from exc
     if info.n_frames < 1:
         raise EmptyClipError("the file holds no frames", str(path))
+    get_decode_limits().check_frame(info.height, info.width, path, "the declared frame size")
     return info
 
 
@@ -146,6 +147,9 @@ def read_clip(
         indices = np.arange(info.n_frames, dtype=np.int64)
     else:
         indices = check_frame_indices(frame_indices, info.n_frames, path)
+    limits = get_decode_limits()
+    limits.check_frame(info.height, info.width, path, "the declared frame size")
+    limits.check_read(np.unique(indices).size, info.height, info.width, info.channels, path)
     try:
         clip = reader.read(path, indices, info, with_audio=with_audio)
     except Exception as exc:  # noqa: BLE001 - every decoder failure becomes a typed error
