@@ -3,7 +3,7 @@
 The layers, bottom to top (a unit is a subpackage of ``ultrassl``, one of its top-level
 modules, or a top-level package of the repository):
 
-0. ``ultrassl`` (the version), ``errors``, ``plain``, ``distributed``: what everything may
+0. ``ultrassl`` (the version), ``errors``, ``plain``, ``distributed``, ``atomic``: what everything may
    use, importing nothing of the package;
 1. ``io``: the readers (files -> frames, header facts);
 2. ``transforms``: MONAI-style clip transforms over the readers, their recorded parameters
@@ -37,7 +37,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("ultrassl", "data_tools", "apps")
 LAYERS: list[set[str]] = [
-    {"ultrassl", "ultrassl.errors", "ultrassl.plain", "ultrassl.distributed"},
+    {"ultrassl", "ultrassl.errors", "ultrassl.plain", "ultrassl.distributed", "ultrassl.atomic"},
     {"ultrassl.io"},
     {"ultrassl.transforms"},
     {"ultrassl.data"},

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ultrassl.atomic import write_text_atomically
 from ultrassl.benchmark.pools import data_folder, fraction_text
 from ultrassl.benchmark.profile import Profile
 from ultrassl.benchmark.runner import BASELINE, RANDOM, RECORD, SUPERVISED
@@ -381,8 +382,6 @@ def write_report(profile: Profile, out: str | os.PathLike, sim_seed: int, figure
         results["figures"] = [str(p.relative_to(out)) for p in draw_figures(results, out / "figures", names)]
     write_json(out / "results.json", results)
     text = format_markdown(results, names)
-    temporary = out / ".results.md.tmp"
-    temporary.write_text(text)
-    os.replace(temporary, out / "results.md")
+    write_text_atomically(out / "results.md", text)
     results["baseline_names"] = names
     return results

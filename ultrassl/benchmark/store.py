@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ultrassl.atomic import write_text_atomically
 from ultrassl.errors import UltrasslError
 from ultrassl.plain import plain
 
@@ -34,18 +34,7 @@ class FolderMismatchError(UltrasslError):
 def write_json(path: str | os.PathLike, value: Any) -> Path:
     """Write ``value`` (made plain) as JSON at ``path`` atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            json.dump(plain(value), handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, json.dumps(plain(value), indent=2) + "\n")
     return path
 
 

@@ -19,6 +19,7 @@ from typing import Iterator
 
 import pandas as pd
 
+from ultrassl.atomic import atomic_write
 from ultrassl.data.manifest import PATH_COLUMNS, REQUIRED_COLUMNS, portable_path, resolve_path, write_manifest
 from ultrassl.data.splits import clip_key
 from ultrassl.errors import ClipReadError, FileAccessError, ManifestError, UnsupportedFormatError
@@ -96,6 +97,8 @@ def _mhd_data_files(folder: Path, names: list[str]) -> set[str]:
             continue
         referenced.add(Path(name).stem + ".raw")
         referenced.add(Path(name).stem + ".zraw")
+        if not os.path.isfile(folder / name):  # never open a FIFO or a device named *.mhd
+            continue
         try:
             # A MetaImage header is a short text file; reading its ElementDataFile line by
             # hand avoids decoding the image just to learn the raw file's name.
@@ -418,7 +421,8 @@ def write_index(manifest: pd.DataFrame, manifest_path: str | os.PathLike) -> tup
     base = manifest_path.resolve().parent
     refused["path"] = [portable_path(p, base) for p in refused["path"]]
     target = refused_path(manifest_path)
-    refused.to_csv(target, index=False, lineterminator="\n")
+    with atomic_write(target, "w", newline="") as stream:
+        refused.to_csv(stream, index=False, lineterminator="\n")
     return manifest_path, target
 
 

@@ -38,6 +38,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from ultrassl.atomic import atomic_write
 from ultrassl.errors import ManifestError
 
 #: columns every manifest has, in the order they are written
@@ -232,8 +233,8 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
             # Whole numbers print without ".0" even when empty cells made the column float.
             out[column] = pd.to_numeric(out[column].replace("", None), errors="raise").astype("Int64")
     columns = list(REQUIRED_COLUMNS) + [c for c in out.columns if c not in REQUIRED_COLUMNS]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out[columns].to_csv(path, index=False, lineterminator="\n")
+    with atomic_write(path, "w", newline="") as stream:  # a kill never leaves half a manifest
+        out[columns].to_csv(stream, index=False, lineterminator="\n")
     return path
 
 

@@ -1,4 +1,4 @@
-"""Checkpoint callbacks of the ``ultrassl`` command.
+"""Checkpoint callbacks and checkpoint writing of the ``ultrassl`` command.
 
 Lightning's ``ModelCheckpoint(save_last=True)`` refreshes ``last.ckpt`` only when it also
 saves a top-k checkpoint, i.e. only when the monitored metric improved; a run is resumed
@@ -8,9 +8,29 @@ validation (or every epoch when there is no validation) on its own.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from ultrassl.atomic import atomic_write
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, except that local checkpoints are written to a temporary
+    file in their own folder, flushed to disk and renamed over the target: a kill during a
+    save leaves the previous checkpoint whole (remote paths keep Lightning's behaviour)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike,
+                        storage_options: Any | None = None) -> None:
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        with atomic_write(path, "wb") as stream:
+            torch.save(checkpoint, stream)
 
 
 class LastCheckpoint(ModelCheckpoint):
