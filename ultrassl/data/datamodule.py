@@ -28,10 +28,11 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
+from ultrassl.data.bad_clips import BadClipLimitError, BadClipPolicy, attach_failures, failure_line
 from ultrassl.data.datasets import ManifestDataset
 from ultrassl.data.manifest import manifest_hash, read_manifest
 from ultrassl.data.pipeline import Pipeline
-from ultrassl.errors import ManifestError
+from ultrassl.errors import ClipReadError, ManifestError
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -52,22 +53,44 @@ class SeededItems(Dataset):
     :class:`EpochSeededSampler`) or plain ints (epoch 0).
     """
 
-    def __init__(self, dataset: ManifestDataset, seed: int, clips_per_video: int = 1):
+    def __init__(self, dataset: ManifestDataset, seed: int, clips_per_video: int = 1,
+                 bad_clips: BadClipPolicy | None = None):
         if clips_per_video < 1:
             raise ValueError(f"clips_per_video must be >= 1, got {clips_per_video}")
         self.dataset = dataset
         self.seed = int(seed)
         self.clips_per_video = int(clips_per_video)
+        self.bad_clips = bad_clips or BadClipPolicy()
 
     def __len__(self) -> int:
         return len(self.dataset) * self.clips_per_video
 
     def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        """The item, with :data:`~ultrassl.data.bad_clips.READ_FAILURES_KEY`: under the
+        ``"skip"`` policy a clip that fails to read is replaced by another item drawn from
+        ``(seed, epoch, index)``, so a rerun makes the same replacements."""
         epoch, index = key if isinstance(key, tuple) else (0, key)
         if not 0 <= index < len(self):
             raise IndexError(f"item {index} out of range for {len(self)} items")
-        self.dataset.transform.set_random_state(seed=item_seed(self.seed, epoch, index))
-        return self.dataset[index % len(self.dataset)]
+        failures: list[str] = []
+        candidate, seed = index, item_seed(self.seed, epoch, index)
+        replacements = np.random.default_rng([self.seed, 3, int(epoch), int(index)])
+        for _ in range(self.bad_clips.max_attempts + 1):
+            self.dataset.transform.set_random_state(seed=seed)
+            try:
+                sample = self.dataset[candidate % len(self.dataset)]
+            except ClipReadError as exc:
+                if self.bad_clips.on_error == "raise":
+                    raise
+                failures.append(failure_line(exc))
+                candidate = int(replacements.integers(len(self)))
+                seed = int(replacements.integers(2**32))
+                continue
+            return attach_failures(sample, failures)
+        raise BadClipLimitError(
+            f"item {index} and {self.bad_clips.max_attempts} replacements all failed to read; the last: "
+            f"{failures[-1].replace(chr(9), ': ', 1)}"
+        )
 
 
 class EpochSeededSampler(DistributedSampler):
@@ -133,6 +156,10 @@ class ManifestDataModule(L.LightningDataModule):
         val_clips_per_video: validation items per video (a larger, fixed held-out set).
         label_column: manifest column exposed as ``label`` (None: none).
         pin_memory: pin batches for faster transfer to a GPU.
+        bad_clips: what to do with a clip that fails to read (:class:`~ultrassl.data.bad_clips.BadClipPolicy`):
+            ``"skip"`` (default: replace it, record it in the run folder's ``bad_clips.csv``,
+            stop past ``max_bad_clips``), ``"raise"`` (stop at the first), or a dict of the
+            policy's fields, e.g. ``{on_error: skip, max_bad_clips: 20}``.
         train_subjects: train on the clips of these subjects only (the manifest's
             ``subject`` column; label-fraction studies); the held-out clips are unchanged.
             None: every training clip.
@@ -156,6 +183,7 @@ class ManifestDataModule(L.LightningDataModule):
         label_column: str | None = "label",
         pin_memory: bool = False,
         train_subjects: list[str] | None = None,
+        bad_clips: str | dict[str, Any] | None = None,
     ):
         super().__init__()
         for name, path in (("manifest", manifest), ("val_manifest", val_manifest)):
@@ -185,6 +213,7 @@ class ManifestDataModule(L.LightningDataModule):
         self.label_column = label_column
         self.pin_memory = pin_memory
         self.train_subjects = None if train_subjects is None else [str(s) for s in train_subjects]
+        self.bad_clips = BadClipPolicy.from_config(bad_clips)
         self.train_set: SeededItems | None = None
         self.val_set: SeededItems | None = None
 
@@ -247,13 +276,13 @@ class ManifestDataModule(L.LightningDataModule):
         train, val = self.split_tables()
         self.train_set = SeededItems(
             ManifestDataset(train, self.pipeline.train_transform(), label_column=self.label_column),
-            self.seed, self.clips_per_video,
+            self.seed, self.clips_per_video, self.bad_clips,
         )
         self.val_set = None
         if val is not None:
             self.val_set = SeededItems(
                 ManifestDataset(val, self.pipeline.val_transform(), label_column=self.label_column),
-                self.seed, self.val_clips_per_video,
+                self.seed, self.val_clips_per_video, self.bad_clips,
             )
 
     def _replicas(self) -> tuple[int, int]:

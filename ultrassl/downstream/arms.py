@@ -37,6 +37,8 @@ import yaml
 from lightning.pytorch.loggers import CSVLogger
 
 from ultrassl.downstream.tasks import task_of_config
+from ultrassl.engine.bad_clips import BadClipMonitor
+from ultrassl.engine.checkpoints import AtomicCheckpointIO
 from ultrassl.engine.cli import build_model_and_data
 from ultrassl.engine.quiet import quiet_lightning
 from ultrassl.models.checkpoint import PretrainedInfo, import_class
@@ -169,6 +171,7 @@ def arm_trainer(trainer_config: Mapping[str, Any], folder: Path, progress: bool 
     return L.Trainer(
         **options, default_root_dir=str(folder), logger=CSVLogger(str(folder), name="", version=""),
         enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+        callbacks=[BadClipMonitor()], plugins=[AtomicCheckpointIO()],
     )
 
 

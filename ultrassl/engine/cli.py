@@ -44,10 +44,12 @@ import lightning as L
 from jsonargparse import ArgumentError
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from ultrassl.engine.checkpoints import LastCheckpoint
+from ultrassl.engine.checkpoints import AtomicCheckpointIO, LastCheckpoint
+from ultrassl.engine.bad_clips import BadClipMonitor
 from ultrassl.engine.provenance import Provenance
 from ultrassl.engine.quiet import quiet_lightning
 from ultrassl.errors import UltrasslError
@@ -81,7 +83,7 @@ class UltrasslCLI(LightningCLI):
         self.build_trainer = build_trainer
         no_exit = {"exit_on_error": False}
         defaults = dict(trainer_defaults or {})
-        defaults["callbacks"] = [Provenance(), LastCheckpoint(), *_as_list(defaults.get("callbacks"))]
+        defaults["callbacks"] = [Provenance(), LastCheckpoint(), BadClipMonitor(), *_as_list(defaults.get("callbacks"))]
         kwargs.setdefault("seed_everything_default", 0)
         with quiet_lightning():
             super().__init__(
@@ -99,6 +101,20 @@ class UltrasslCLI(LightningCLI):
             )
 
     # ----------------------------------------------------------------- parser
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # No ``--weights_only``: checkpoints are always read with weights_only=True (below),
+        # since unpickling anything else runs code from the file.
+        return {name: {*skipped, "weights_only"} for name, skipped in LightningCLI.subcommands().items()}
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        ckpt_path = kwargs.get("ckpt_path")
+        if isinstance(ckpt_path, str) and "://" in ckpt_path:
+            raise ConfigError(f"ckpt_path={ckpt_path!r}: checkpoints are read from local files only")
+        kwargs["weights_only"] = True
+        return kwargs
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
@@ -150,7 +166,12 @@ class UltrasslCLI(LightningCLI):
             self.trainer_defaults["callbacks"] = [
                 c for c in self.trainer_defaults["callbacks"] if not isinstance(c, LearningRateMonitor)
             ] + [LearningRateMonitor(logging_interval="step")]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        # Set here, not as a trainer default: a plugin instance does not round-trip through
+        # the saved config. A checkpoint I/O of the user's own is kept.
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
     def resolved_config(self) -> str:
         """The parsed configuration of this run as YAML text (what ``--print_config`` shows)."""
@@ -165,7 +186,10 @@ class UltrasslCLI(LightningCLI):
             # validation data as an epoch would have
             self.trainer.validate(self.model, datamodule=self.datamodule, verbose=False)
         self.summary = run_summary(self.trainer)
+        monitor = next((c for c in self.trainer.callbacks if isinstance(c, BadClipMonitor)), None)
         if self.trainer.is_global_zero:
+            if monitor is not None and monitor.summary():
+                print(f"{monitor.summary()}: listed in {monitor.path(self.trainer)}", flush=True)
             print(summary_line(self.summary), flush=True)
 
 

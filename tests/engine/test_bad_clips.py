@@ -1,0 +1,122 @@
+"""A fit over a manifest that lists damaged files as ok: each failed read is replaced by another
+clip and recorded, reproducibly, up to the policy's limit; ``raise`` stops at once."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ultrassl.cli import main as ultrassl_main
+from ultrassl.data.bad_clips import READ_FAILURES_KEY, BadClipPolicy, parse_failures
+from ultrassl.data.datamodule import ManifestDataModule
+from ultrassl.errors import CorruptFileError
+from ultrassl.pipelines.order_geometry import OrderGeometryPipeline
+from tests.data.clip_files import dicom_broken_jpeg_fragment, mp4_truncated
+from tests.engine.test_cli_fit import small_run
+
+
+@pytest.fixture(scope="module")
+def damaged_manifest(fetal_manifest, tmp_path_factory) -> tuple[Path, set[str]]:
+    """The fetal manifest plus two training rows, status ok, whose files cannot be read."""
+    folder = tmp_path_factory.mktemp("damaged")
+    broken_dicom, broken_mp4 = folder / "broken.dcm", folder / "truncated.mp4"
+    rows = []
+    for path, facts in ((broken_dicom, dicom_broken_jpeg_fragment(broken_dicom, n_frames=24)),
+                        (broken_mp4, mp4_truncated(broken_mp4))):
+        rows.append({**facts, "path": str(path), "split": "train", "subject": f"BAD_{path.stem}"})
+    table = pd.read_csv(fetal_manifest)
+    table["path"] = [str((Path(fetal_manifest).parent / p).resolve()) for p in table["path"]]
+    for column in ("frame_labels", "fixations"):
+        if column in table.columns:
+            table[column] = [str((Path(fetal_manifest).parent / p).resolve()) if isinstance(p, str) and p else p
+                             for p in table[column]]
+    manifest = folder / "manifest.csv"
+    pd.concat([table, pd.DataFrame(rows)], ignore_index=True).to_csv(manifest, index=False)
+    return manifest, {str(broken_dicom), str(broken_mp4)}
+
+
+def _items(manifest: Path, policy) -> object:
+    pipeline = OrderGeometryPipeline(modality="ultrasound", in_channels=1, size=(32, 32), num_frames=4, spacing=2)
+    module = ManifestDataModule(manifest, pipeline, seed=3, bad_clips=policy)
+    module.setup("fit")
+    return module.train_set
+
+
+def test_a_failed_read_is_replaced_by_a_seeded_draw_and_carried_with_the_sample(damaged_manifest):
+    manifest, broken = damaged_manifest
+    items = _items(manifest, None)
+    rows = items.dataset.manifest["path"].tolist()
+    bad = [i for i, p in enumerate(rows) if p in broken]
+    assert len(bad) == 2
+    for index in bad:
+        sample = items[(1, index)]
+        failures = parse_failures(sample[READ_FAILURES_KEY])
+        assert failures[0][0] == rows[index] and failures[0][1].startswith("CorruptFileError")
+        again = _items(manifest, None)[(1, index)]
+        assert (again["order_clip"] == sample["order_clip"]).all()  # the same replacement
+    good = next(i for i in range(len(rows)) if i not in bad)
+    assert items[(1, good)][READ_FAILURES_KEY] == ""
+
+
+def test_the_raise_policy_stops_at_the_first_failed_read(damaged_manifest):
+    manifest, broken = damaged_manifest
+    items = _items(manifest, "raise")
+    index = items.dataset.manifest["path"].tolist().index(sorted(broken)[0])
+    with pytest.raises(CorruptFileError):
+        items[(0, index)]
+
+
+def test_a_fit_over_damaged_files_finishes_and_lists_exactly_them(damaged_manifest, tmp_path, capsys):
+    manifest, broken = damaged_manifest
+    code = ultrassl_main(small_run(manifest, tmp_path / "run", "--trainer.max_epochs=2",
+                                   "--data.init_args.bad_clips={max_bad_clips: 100}"))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    listed = next((tmp_path / "run").rglob("bad_clips.csv"))
+    with open(listed, newline="") as handle:
+        records = list(csv.DictReader(handle))
+    assert {r["path"] for r in records} == broken
+    assert {r["stage"] for r in records} == {"train"}
+    assert all(r["error"].startswith("CorruptFileError") for r in records)
+    assert f"clip reads failed (2 files) and were replaced by other clips: listed in {listed}" in out
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("--data.init_args.bad_clips=raise", "damaged"),
+    ("--data.init_args.bad_clips={max_bad_clips: 1}", "more than the limit of 1"),
+])
+def test_past_the_limit_or_when_strict_the_fit_stops_with_one_line(damaged_manifest, tmp_path, capsys, setting,
+                                                                   message):
+    manifest, _ = damaged_manifest
+    code = ultrassl_main(small_run(manifest, tmp_path / "run", "--trainer.max_epochs=3", setting))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_policy_values_are_checked():
+    assert BadClipPolicy.from_config("raise").on_error == "raise"
+    assert BadClipPolicy(max_bad_clips=0.1).limit(200) == 20 and BadClipPolicy(max_bad_clips=3).limit(200) == 3
+    with pytest.raises(ValueError, match="unknown keys"):
+        BadClipPolicy.from_config({"max_bad": 3})
+    with pytest.raises(ValueError, match="must be whole"):
+        BadClipPolicy(max_bad_clips=2.5)
+
+
+def test_the_records_travel_in_the_checkpoint_so_a_resumed_run_keeps_counting(damaged_manifest, tmp_path):
+    import torch
+
+    from ultrassl.engine.bad_clips import BadClipMonitor
+
+    manifest, broken = damaged_manifest
+    assert ultrassl_main(small_run(manifest, tmp_path / "run", "--trainer.max_epochs=1",
+                                   "--data.init_args.bad_clips={max_bad_clips: 100}")) == 0
+    last = next((tmp_path / "run").rglob("last.ckpt"))
+    state = torch.load(last, map_location="cpu", weights_only=True)["callbacks"]
+    saved = next(v for k, v in state.items() if k.startswith("BadClipMonitor"))
+    resumed = BadClipMonitor()
+    resumed.load_state_dict(saved)
+    assert {r["path"] for r in resumed.records} == broken
