@@ -94,3 +94,20 @@ def test_objective_is_read_from_the_provenance_config():
     config = "model:\n  class_path: ultrassl.objectives.cvrl.CVRL\n  init_args:\n    lr: 0.1\n"
     assert objective_of({"provenance": {"config": config}}) == "ultrassl.objectives.cvrl.CVRL"
     assert objective_of({}) is None
+
+
+def test_a_class_path_from_a_checkpoint_is_checked_before_it_is_imported(tmp_path, monkeypatch):
+    import sys
+
+    from ultrassl.downstream.base import load_task_model
+
+    # a module that would run code on import, on the path as a checkpoint's author could arrange
+    (tmp_path / "payload_module.py").write_text("import pathlib\npathlib.Path(__file__).with_name('ran').touch()\n"
+                                                "class Model: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "model.ckpt"
+    torch.save({"task_class": "payload_module.Model", "state_dict": {}, "hyper_parameters": {"backbone": "tiny3d"}},
+               path)
+    with pytest.raises(CheckpointError, match="'payload_module.Model' lies outside the ultrassl package"):
+        load_task_model(path)
+    assert "payload_module" not in sys.modules and not (tmp_path / "ran").exists()

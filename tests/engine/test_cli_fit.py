@@ -163,6 +163,9 @@ def test_print_config_round_trip(fetal_manifest, tmp_path, capsys):
         (["--model.init_args.backbone=resnet9000"], "unknown backbone"),
         (["--model.init_args.in_channels=3"], "in_channels"),
         (["--trainer.max_epochs=many"], "max_epochs"),
+        # checkpoints are always unpickled with weights_only=True: there is no switch
+        (["--weights_only=false"], "weights_only"),
+        (["--ckpt_path=https://example.invalid/last.ckpt"], "checkpoints are read from local files only"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(fetal_manifest, tmp_path, capsys, extra, message):

@@ -281,7 +281,10 @@ def load_task_model(path: str | os.PathLike, map_location: str | torch.device = 
     hparams = dict(checkpoint.get("hyper_parameters") or {})
     if not class_path or "state_dict" not in checkpoint or not hparams.get("backbone"):
         raise CheckpointError("not a downstream task checkpoint (no task class, weights or backbone)", path)
-    task_class = class_from_checkpoint(class_path, DownstreamModule, "downstream task", path)
+    from ultrassl.downstream.tasks import TASKS  # here: the registry imports this module
+
+    registered = {f"{task.model_class.__module__}.{task.model_class.__qualname__}" for task in TASKS.values()}
+    task_class = class_from_checkpoint(class_path, DownstreamModule, "downstream task", path, trusted=registered)
     hparams = {k: v for k, v in hparams.items() if not k.startswith("_")}  # LightningCLI's "_class_path"
     for key in (*SHORTHAND, "encoder"):  # what the encoder started from: every weight is in the file
         hparams.pop(key, None)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,25 @@ def import_class(class_path: str) -> Any:
     return getattr(importlib.import_module(module_name), name)
 
 
-def class_from_checkpoint(class_path: str, base: type, what: str, path: str | os.PathLike) -> type:
-    """The subclass of ``base`` a checkpoint names; :class:`CheckpointError` otherwise (the
-    name is checked before anything is built from it)."""
+#: the package whose classes a checkpoint may name; importing a module runs its code, so a
+#: class path from a file is checked against this before it is imported
+TRUSTED_PACKAGE = "ultrassl"
+
+
+def class_from_checkpoint(class_path: str, base: type, what: str, path: str | os.PathLike,
+                          trusted: Collection[str] = ()) -> type:
+    """The subclass of ``base`` a checkpoint names; :class:`CheckpointError` otherwise.
+
+    The name is checked before anything is imported: it must lie in the ``ultrassl`` package
+    or be one of ``trusted`` (full class paths the caller vouches for, e.g. the models of
+    registered tasks); then the class must be a subclass of ``base``.
+    """
+    class_path = str(class_path)
+    if not (class_path.startswith(TRUSTED_PACKAGE + ".") or class_path in trusted):
+        raise CheckpointError(
+            f"the {what} class {class_path!r} lies outside the {TRUSTED_PACKAGE} package and is not a registered "
+            "one; it was not imported", path,
+        )
     try:
         found = import_class(class_path)
     except (ImportError, AttributeError, ValueError) as exc:
