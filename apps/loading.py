@@ -121,17 +121,13 @@ def fixation_counts(fixations: dict[int, np.ndarray], n_frames: int) -> np.ndarr
     return counts
 
 
-def sector_window(frame: int, n_frames: int, half_width: int) -> np.ndarray:
-    """Indices of up to ``2 * half_width + 1`` frames around ``frame`` to find the sector on.
-
-    The window is shifted, not cut, at the ends of the clip so that it keeps its length:
-    temporal sector detection needs frames that differ.
-    """
-    if not 0 <= frame < n_frames:
-        raise ValueError(f"frame {frame} outside the clip's {n_frames} frames")
-    length = min(2 * int(half_width) + 1, int(n_frames))
-    start = min(max(int(frame) - int(half_width), 0), int(n_frames) - length)
-    return np.arange(start, start + length, dtype=np.int64)
+def sector_frames(n_frames: int, count: int) -> np.ndarray:
+    """Indices of ``count`` frames spread evenly over the loop (all of a shorter one) to find
+    the sector on, as training does (:class:`~ultrassl.transforms.ultrasound.LoopSector`):
+    speckle moves over the loop while burned-in text stays, so the text is left out."""
+    if n_frames < 1 or count < 1:
+        raise ValueError(f"n_frames and count must be >= 1, got {n_frames}, {count}")
+    return np.unique(np.linspace(0, n_frames - 1, min(int(count), int(n_frames))).round().astype(np.int64))
 
 
 def describe_error(exc: BaseException) -> str:
@@ -151,5 +147,5 @@ __all__ = [
     "load_plane_labels",
     "plane_classes",
     "relative_name",
-    "sector_window",
+    "sector_frames",
 ]

@@ -188,9 +188,10 @@ def _sidebar_options() -> tuple[overlays.ViewOptions, int, int]:
         "scan sector. Keep this on unless you need to see that area.",
     )
     outline = st.sidebar.toggle("Sector outline", value=defaults.sector_outline, key="sector_outline")
-    half_width = st.sidebar.slider(
-        "Sector detection: frames either side", 1, 8, 4, key="sector_half_width",
-        help="The sector is found where speckle changes over this many frames around the current one.",
+    sector_frames = st.sidebar.slider(
+        "Sector detection: frames over the loop", 2, 32, 16, key="sector_frames",
+        help="The sector is found where speckle changes over this many frames spread through the whole "
+        "loop (burned-in text does not change), as training finds it.",
     )
     fixations = st.sidebar.toggle("Gaze fixations", value=defaults.fixations, key="show_fixations")
     density = st.sidebar.toggle("Fixation density map", value=defaults.density, key="show_density")
@@ -212,7 +213,7 @@ def _sidebar_options() -> tuple[overlays.ViewOptions, int, int]:
         density_sigma_fraction=sigma_percent / 100.0,
         density_alpha=alpha,
     )
-    return options, half_width, density_frames
+    return options, sector_frames, density_frames
 
 
 def _model_sidebar() -> tuple[dict[str, str], dict[str, bool], float]:
@@ -300,7 +301,7 @@ def main() -> None:
     clip_name = st.sidebar.selectbox(
         "Clip", list(rows), format_func=lambda name: _clip_title(rows[name]), key=f"clip::{manifest_path}"
     )
-    options, half_width, density_frames = _sidebar_options()
+    options, sector_frames, density_frames = _sidebar_options()
     models, show_maps, model_alpha = _model_sidebar()
     row = rows[clip_name]
     path = row["path"]
@@ -330,8 +331,8 @@ def main() -> None:
         frame = cached_frame(path, frame_index, stamp)
         sector = None
         if options.hide_outside_sector or options.sector_outline:
-            window = loading.sector_window(frame_index, n_frames, half_width)
-            sector = cached_sector(path, tuple(int(i) for i in window), stamp)
+            spread = loading.sector_frames(n_frames, sector_frames)
+            sector = cached_sector(path, tuple(int(i) for i in spread), stamp)
     except UltrasslError as exc:
         st.error(loading.describe_error(exc))
         _manifest_tables(ok, refused)

@@ -68,11 +68,9 @@ def test_fixations_by_frame(tmp_path):
     assert loading.fixation_counts(fixations, 4).tolist() == [2, 0, 1, 0]  # frame 9 lies outside
 
 
-def test_sector_window_keeps_its_length_at_the_ends():
-    assert loading.sector_window(10, 64, 4).tolist() == list(range(6, 15))
-    assert loading.sector_window(0, 64, 4).tolist() == list(range(0, 9))
-    assert loading.sector_window(63, 64, 4).tolist() == list(range(55, 64))
-    assert loading.sector_window(2, 5, 4).tolist() == [0, 1, 2, 3, 4]
-    assert loading.sector_window(0, 1, 4).tolist() == [0]
-    with pytest.raises(ValueError, match="outside"):
-        loading.sector_window(5, 5, 2)
+def test_sector_frames_spread_over_the_whole_loop():
+    assert loading.sector_frames(64, 4).tolist() == [0, 21, 42, 63]
+    assert loading.sector_frames(5, 16).tolist() == [0, 1, 2, 3, 4]
+    assert loading.sector_frames(1, 16).tolist() == [0]
+    with pytest.raises(ValueError, match="must be >= 1"):
+        loading.sector_frames(0, 4)

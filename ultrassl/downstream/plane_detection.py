@@ -356,7 +356,8 @@ def _cam_figure(examples: Mapping[str, list[dict]], path: Path, protocol: str) -
         for init in INITS:
             row.append(plots.heat_overlay(example["frame"], examples[init][i]["cam"]))
         rows.append(row)
-        titles.append(f"{Path(example['path']).stem} t={example['t']} {example['true']}: "
+        # no file name: a clinical file's name may hold the patient's
+        titles.append(f"example {i + 1}, frame {example['t']}, {example['true']}: "
                       f"{examples['pretrained'][i]['predicted']} / {examples['random_init'][i]['predicted']}")
     return plots.overlay_grid(rows, ["frame", "pretrained CAM", "random-init CAM"], path, row_titles=titles,
                               title=f"plane detection ({protocol}): class activation of the predicted class; "

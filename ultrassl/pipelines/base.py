@@ -81,6 +81,10 @@ class ClipPipeline(Pipeline):
             with :class:`~ultrassl.transforms.ultrasound.SectorMaskd`; default: True for
             ultrasound, False for natural video (where it is refused).
         sector_mode: how the sector is found (``"auto"``, ``"temporal"``, ``"intensity"``).
+        sector_loop_frames: find the sector once per file on this many frames spread over the
+            loop (:class:`~ultrassl.transforms.ultrasound.LoopSector`), where speckle moves and
+            burned-in text stays, rather than on the few sampled frames, where text beside the
+            fan can join it; 0 detects on the sampled frames.
         keep_sector_mask: keep the mask in the sample (``"sector_mask"``, resized with the
             clip); by default it is dropped after masking.
         mean, std: per-channel normalisation (one value or ``in_channels`` values);
@@ -102,6 +106,7 @@ class ClipPipeline(Pipeline):
         size: int | tuple[int, int] = (112, 112),
         mask_sector: bool | None = None,
         sector_mode: Literal["auto", "temporal", "intensity"] = "auto",
+        sector_loop_frames: int = 16,
         keep_sector_mask: bool = False,
         mean: float | list[float] | None = None,
         std: float | list[float] | None = None,
@@ -126,6 +131,9 @@ class ClipPipeline(Pipeline):
         self.size = as_size(size)
         self.mask_sector = bool(mask_sector)
         self.sector_mode = sector_mode
+        if sector_loop_frames < 0 or sector_loop_frames == 1:
+            raise ValueError(f"sector_loop_frames must be 0 or >= 2, got {sector_loop_frames}")
+        self.sector_loop_frames = int(sector_loop_frames)
         self.keep_sector_mask = keep_sector_mask
         self.mean = _per_channel(mean, DEFAULT_MEAN[self.in_channels], self.in_channels, "mean")
         self.std = _per_channel(std, DEFAULT_STD[self.in_channels], self.in_channels, "std")
@@ -159,7 +167,8 @@ class ClipPipeline(Pipeline):
             ToChannelsClipd(views, channels=self.in_channels),
         ]
         if self.mask_sector:
-            steps.append(SectorMaskd(keys=views, mask_key=SECTOR_MASK, mode=self.sector_mode))
+            steps.append(SectorMaskd(keys=views, mask_key=SECTOR_MASK, mode=self.sector_mode,
+                                     loop_frames=self.sector_loop_frames))
         return steps
 
     def resize_steps(self, views: str | Sequence[str] = ("clip",)) -> list[Transform]:

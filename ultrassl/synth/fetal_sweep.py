@@ -328,6 +328,14 @@ class RenderedSweep:
     fixations: list[tuple[int, float, float]]
 
 
+def scanner_overlay(plan: SweepPlan, fps: float) -> np.ndarray:
+    """The text and scale the scanner burns into every frame of the sweep: uint8 ``(H, W)``,
+    zero where nothing is drawn (the ground truth for masking tests: none of it may survive)."""
+    date = plan.subject.study_date
+    return burned_in_overlay(plan.geometry, FakeIdentity().patient_name, f"{date[:4]}-{date[4:6]}-{date[6:]}", fps,
+                             plan.subject.frequency_mhz)
+
+
 def render_sweep(plan: SweepPlan, fps: float, seed: int) -> RenderedSweep:
     """Render every frame of a planned sweep and simulate gaze on it."""
     rng = _rng(seed, 2, plan.index)
@@ -348,9 +356,7 @@ def render_sweep(plan: SweepPlan, fps: float, seed: int) -> RenderedSweep:
                                gamma=float(rng.uniform(1.1, 1.3)), tgc_db_cm=float(rng.normal(1.2, 0.15)))
     tables = geometry.remap_tables()
     fan = geometry.fan_mask()
-    date = subject.study_date
-    overlay = burned_in_overlay(geometry, FakeIdentity().patient_name, f"{date[:4]}-{date[4:6]}-{date[6:]}", fps,
-                                subject.frequency_mhz)
+    overlay = scanner_overlay(plan, fps)
     text = overlay > 0
     sample_x, sample_y = geometry.to_pixels(lateral, depth)
     gaze = GazeSimulator(rng, sample_x, sample_y, fan)

@@ -16,6 +16,8 @@ Clips are float32 tensors ``(C, T, H, W)`` with values in [0, 1]; masks ``(1, 1,
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
@@ -149,8 +151,61 @@ class MaskOutsideSector(Transform):
         return mask_outside(clip, mask, self.fill_value)
 
 
+class LoopSector:
+    """The scan sector of a whole file, found once per process and kept while the file is
+    unchanged.
+
+    A clip of one or a few frames says little about which pixels are the sector: in a single
+    frame a line of burned-in text next to the fan (thickened by video coding) joins it, and the
+    hull then takes in the patient's name. Over frames spread through the loop, speckle moves
+    and overlays stay, so temporal detection separates them; the DICOM Sequence of Ultrasound
+    Regions, when the file has one, restricts the search. The sector of a cine loop does not
+    move, so one detection serves every clip drawn from the file.
+
+    Args:
+        num_frames: frames read, evenly spread over the loop (all of a shorter loop).
+        mode, stroke_width, dark_level: see :func:`detect_sector`.
+        max_files: masks kept (least recently used dropped first); a mask is one byte a pixel.
+    """
+
+    def __init__(self, num_frames: int = 16, mode: str = "auto", stroke_width: int | None = None,
+                 dark_level: float | None = None, max_files: int = 4096):
+        if num_frames < 2:
+            raise ValueError(f"a loop's sector needs num_frames >= 2, got {num_frames}")
+        self.num_frames = int(num_frames)
+        self.mode = mode
+        self.stroke_width = stroke_width
+        self.dark_level = dark_level
+        self.max_files = int(max_files)
+        self._masks: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+
+    def __call__(self, path: str, info: Any | None = None) -> np.ndarray:
+        """Boolean ``(H, W)`` sector of the file at ``path`` (``info``: its probe, if known)."""
+        from ultrassl.io import probe_clip, read_clip
+
+        stat = os.stat(path)
+        key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+        if key in self._masks:
+            self._masks.move_to_end(key)
+            return self._masks[key]
+        info = info if info is not None else probe_clip(path)
+        indices = np.unique(np.linspace(0, info.n_frames - 1, min(self.num_frames, info.n_frames)).round().astype(int))
+        frames = read_clip(path, indices, info=info).frames
+        regions = (info.metadata or {}).get("us_regions") or None
+        sector = detect_sector(frames, mode=self.mode, region_bounds=regions, stroke_width=self.stroke_width,
+                               dark_level=self.dark_level)
+        self._masks[key] = sector
+        while len(self._masks) > self.max_files:
+            self._masks.popitem(last=False)
+        return sector
+
+
 class SectorMaskd(MapTransform):
     """Find the scan sector of ``keys[0]``, store it under ``mask_key``, mask the clip(s).
+
+    With ``loop_frames`` (and the sample's file under ``path_key``) the sector is that of the
+    whole file (:class:`LoopSector`), found once per process, instead of that of the sampled
+    frames; the mask must then match the clip's frame size (it does, before any resize).
 
     Args:
         keys: the clip key(s); the sector is found on the first and applied to all.
@@ -163,6 +218,10 @@ class SectorMaskd(MapTransform):
         apply: multiply the clip(s) by the mask; when False only the mask is added.
         fill_value: the value given outside the sector.
         mode, stroke_width, dark_level: see :func:`detect_sector`.
+        loop_frames: find the sector on this many frames spread over the whole file (0: on
+            the sampled frames).
+        path_key, info_key: entries holding the file's path and, optionally, its
+            :class:`~ultrassl.io.ClipInfo` (for ``loop_frames``).
     """
 
     def __init__(
@@ -176,8 +235,16 @@ class SectorMaskd(MapTransform):
         stroke_width: int | None = None,
         dark_level: float | None = None,
         allow_missing_keys: bool = False,
+        loop_frames: int = 0,
+        path_key: Hashable = "path",
+        info_key: Hashable = "clip_info",
     ):
         super().__init__(keys, allow_missing_keys)
+        if loop_frames < 0:
+            raise ValueError(f"loop_frames must be >= 0, got {loop_frames}")
+        self.loop_sector = LoopSector(loop_frames, mode, stroke_width, dark_level) if loop_frames else None
+        self.path_key = path_key
+        self.info_key = info_key
         if mask_key in self.keys:
             raise ValueError(f"mask_key {mask_key!r} must differ from the clip keys {self.keys}")
         self.mask_key = mask_key
@@ -193,6 +260,14 @@ class SectorMaskd(MapTransform):
             return d
         if self.mask_key in d:
             mask = _mask_tensor(d[self.mask_key])
+        elif self.loop_sector is not None and d.get(self.path_key):
+            sector = self.loop_sector(str(d[self.path_key]), d.get(self.info_key))
+            frame_size = tuple(d[keys[0]].shape[-2:]) if isinstance(d[keys[0]], torch.Tensor) and d[keys[0]].ndim == 4 \
+                else None
+            if frame_size is not None and frame_size != sector.shape:
+                raise ValueError(f"the loop's sector is {sector.shape}, the clip's frames {frame_size}: "
+                                 "find the sector before resizing")
+            mask = torch.from_numpy(sector.astype(np.float32))[None, None]
         else:
             region = d.get(self.region_key) if self.region_key is not None else None
             mask = self.find_sector(d[keys[0]], region_bounds=region)
