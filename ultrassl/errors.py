@@ -53,6 +53,11 @@ class FrameIndexError(ClipReadError):
     """A requested frame index is outside the clip."""
 
 
+class ClipTooShortError(ClipReadError, ValueError):
+    """The clip has fewer frames than a pipeline's sampler needs (a ValueError too, as the
+    samplers raised before it existed)."""
+
+
 class ResourceLimitError(ClipReadError):
     """What the file declares (frame size, frame count) would decode to more memory than the
     configured ceiling allows (:mod:`ultrassl.io.limits`): a decompression bomb, a hostile

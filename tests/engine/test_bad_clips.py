@@ -14,18 +14,19 @@ from ultrassl.data.bad_clips import READ_FAILURES_KEY, BadClipPolicy, parse_fail
 from ultrassl.data.datamodule import ManifestDataModule
 from ultrassl.errors import CorruptFileError
 from ultrassl.pipelines.order_geometry import OrderGeometryPipeline
-from tests.data.clip_files import dicom_broken_jpeg_fragment, mp4_truncated
+from tests.data.clip_files import dicom_broken_jpeg_fragment, mp4_truncated, write_dicom
 from tests.engine.test_cli_fit import small_run
 
 
 @pytest.fixture(scope="module")
 def damaged_manifest(fetal_manifest, tmp_path_factory) -> tuple[Path, set[str]]:
-    """The fetal manifest plus two training rows, status ok, whose files cannot be read."""
+    """The fetal manifest plus three training rows, status ok, whose clips cannot be read: a
+    broken JPEG DICOM, a truncated mp4 and a DICOM of 3 frames, too short for 4-frame clips."""
     folder = tmp_path_factory.mktemp("damaged")
-    broken_dicom, broken_mp4 = folder / "broken.dcm", folder / "truncated.mp4"
+    broken_dicom, broken_mp4, short = folder / "broken.dcm", folder / "truncated.mp4", folder / "short.dcm"
     rows = []
     for path, facts in ((broken_dicom, dicom_broken_jpeg_fragment(broken_dicom, n_frames=24)),
-                        (broken_mp4, mp4_truncated(broken_mp4))):
+                        (broken_mp4, mp4_truncated(broken_mp4)), (short, write_dicom(short, n_frames=3))):
         rows.append({**facts, "path": str(path), "split": "train", "subject": f"BAD_{path.stem}"})
     table = pd.read_csv(fetal_manifest)
     table["path"] = [str((Path(fetal_manifest).parent / p).resolve()) for p in table["path"]]
@@ -35,7 +36,7 @@ def damaged_manifest(fetal_manifest, tmp_path_factory) -> tuple[Path, set[str]]:
                              for p in table[column]]
     manifest = folder / "manifest.csv"
     pd.concat([table, pd.DataFrame(rows)], ignore_index=True).to_csv(manifest, index=False)
-    return manifest, {str(broken_dicom), str(broken_mp4)}
+    return manifest, {str(broken_dicom), str(broken_mp4), str(short)}
 
 
 def _items(manifest: Path, policy) -> object:
@@ -50,11 +51,12 @@ def test_a_failed_read_is_replaced_by_a_seeded_draw_and_carried_with_the_sample(
     items = _items(manifest, None)
     rows = items.dataset.manifest["path"].tolist()
     bad = [i for i, p in enumerate(rows) if p in broken]
-    assert len(bad) == 2
+    assert len(bad) == 3
     for index in bad:
         sample = items[(1, index)]
         failures = parse_failures(sample[READ_FAILURES_KEY])
-        assert failures[0][0] == rows[index] and failures[0][1].startswith("CorruptFileError")
+        expected = "ClipTooShortError" if rows[index].endswith("short.dcm") else "CorruptFileError"
+        assert failures[0][0] == rows[index] and failures[0][1].startswith(expected)
         again = _items(manifest, None)[(1, index)]
         assert (again["order_clip"] == sample["order_clip"]).all()  # the same replacement
     good = next(i for i in range(len(rows)) if i not in bad)
@@ -80,8 +82,8 @@ def test_a_fit_over_damaged_files_finishes_and_lists_exactly_them(damaged_manife
         records = list(csv.DictReader(handle))
     assert {r["path"] for r in records} == broken
     assert {r["stage"] for r in records} == {"train"}
-    assert all(r["error"].startswith("CorruptFileError") for r in records)
-    assert f"clip reads failed (2 files) and were replaced by other clips: listed in {listed}" in out
+    assert {r["error"].split(":")[0] for r in records} == {"CorruptFileError", "ClipTooShortError"}
+    assert f"clip reads failed (3 files) and were replaced by other clips: listed in {listed}" in out
 
 
 @pytest.mark.parametrize("setting, message", [

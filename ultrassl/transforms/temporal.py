@@ -44,6 +44,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from monai.transforms import Randomizable, Transform
 
+from ultrassl.errors import ClipTooShortError
 from ultrassl.transforms.base import record_params
 
 #: name under which a view's temporal parameters are recorded in ``"{view}_params"``
@@ -148,14 +149,14 @@ class ClipSampler(Randomizable):
                 offsets = np.asarray(layout(smaller), dtype=np.int64)
                 if int(offsets.max()) + 1 <= n_frames:
                     return _Fit(offsets, smaller, n_frames - int(offsets.max()) - 1, True, False)
-            raise ValueError(
+            raise ClipTooShortError(
                 f"{type(self).__name__}: a video of {n_frames} frames is too short for {what} "
                 f"even at stride 1 (needs {int(layout(1).max()) + 1} frames); "
                 "use short_clip='pad' to repeat its last frame instead"
             )
         if self.short_clip == "pad":
             return _Fit(offsets, stride, 0, False, True)
-        raise ValueError(
+        raise ClipTooShortError(
             f"{type(self).__name__}: a video of {n_frames} frames is too short for {what} "
             f"(needs {span} frames); use short_clip='reduce_stride' or 'pad' to sample it anyway"
         )
@@ -594,6 +595,8 @@ class SampleFramesd(Randomizable, Transform):
                 fps = info.fps
         try:
             sampling = self.sampler(int(n_frames), None if fps is None else float(fps))
+        except ClipTooShortError as exc:  # named, so that a run can skip and record the file
+            raise ClipTooShortError(exc.cause, None if path is None else str(path)) from exc
         except ValueError as exc:
             raise ValueError(str(exc) if path is None else f"{path}: {exc}") from exc
         if sampling.indices.shape[0] != len(self.view_keys):
