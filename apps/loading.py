@@ -121,15 +121,6 @@ def fixation_counts(fixations: dict[int, np.ndarray], n_frames: int) -> np.ndarr
     return counts
 
 
-def sector_frames(n_frames: int, count: int) -> np.ndarray:
-    """Indices of ``count`` frames spread evenly over the loop (all of a shorter one) to find
-    the sector on, as training does (:class:`~ultrassl.transforms.ultrasound.LoopSector`):
-    speckle moves over the loop while burned-in text stays, so the text is left out."""
-    if n_frames < 1 or count < 1:
-        raise ValueError(f"n_frames and count must be >= 1, got {n_frames}, {count}")
-    return np.unique(np.linspace(0, n_frames - 1, min(int(count), int(n_frames))).round().astype(np.int64))
-
-
 def describe_error(exc: BaseException) -> str:
     """One line for the page: the error class and its message (which names the file and cause)."""
     return f"{type(exc).__name__}: {exc}"
@@ -147,5 +138,4 @@ __all__ = [
     "load_plane_labels",
     "plane_classes",
     "relative_name",
-    "sector_frames",
 ]

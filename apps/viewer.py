@@ -42,7 +42,7 @@ from ultrassl.downstream.task import Task  # noqa: E402
 from ultrassl.downstream.tasks import TASKS  # noqa: E402
 from ultrassl.errors import UltrasslError  # noqa: E402
 from ultrassl.io import ClipInfo, probe_clip, read_clip  # noqa: E402
-from ultrassl.transforms.ultrasound import SectorMask  # noqa: E402
+from ultrassl.transforms.ultrasound import LoopSector  # noqa: E402
 
 #: decoded frames kept in memory (never on disk: frames may carry burned-in patient text)
 FRAME_CACHE_ENTRIES = 512
@@ -107,13 +107,11 @@ def cached_frame(path: str, index: int, stamp: tuple[int, int] | None) -> np.nda
     return read_clip(path, [index], info=cached_info(path, stamp)).frames[0]
 
 
-@st.cache_data(max_entries=256, show_spinner=False)
-def cached_sector(path: str, indices: tuple[int, ...], stamp: tuple[int, int] | None) -> np.ndarray:
-    """Bool ``(H, W)`` scan sector found on the frames ``indices`` (and the file's region bounds)."""
-    info = cached_info(path, stamp)
-    frames = np.stack([cached_frame(path, i, stamp) for i in indices])
-    regions = info.metadata.get("us_regions") or None
-    return SectorMask(region_bounds=regions)(frames)[0, 0].numpy() > 0.5
+@st.cache_resource(show_spinner=False)
+def loop_sector(frames: int) -> LoopSector:
+    """The sector finder training uses (:class:`~ultrassl.transforms.ultrasound.LoopSector`): on
+    ``frames`` frames spread over the whole loop, kept per file while it is unchanged."""
+    return LoopSector(frames)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -331,8 +329,7 @@ def main() -> None:
         frame = cached_frame(path, frame_index, stamp)
         sector = None
         if options.hide_outside_sector or options.sector_outline:
-            spread = loading.sector_frames(n_frames, sector_frames)
-            sector = cached_sector(path, tuple(int(i) for i in spread), stamp)
+            sector = loop_sector(sector_frames)(path, cached_info(path, stamp))
     except UltrasslError as exc:
         st.error(loading.describe_error(exc))
         _manifest_tables(ok, refused)

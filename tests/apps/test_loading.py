@@ -66,11 +66,3 @@ def test_fixations_by_frame(tmp_path):
     np.testing.assert_array_equal(loading.fixations_between(fixations, 1, 2), [[3.0, 7.0]])
     assert loading.fixations_between(fixations, 3, 4).shape == (0, 2)
     assert loading.fixation_counts(fixations, 4).tolist() == [2, 0, 1, 0]  # frame 9 lies outside
-
-
-def test_sector_frames_spread_over_the_whole_loop():
-    assert loading.sector_frames(64, 4).tolist() == [0, 21, 42, 63]
-    assert loading.sector_frames(5, 16).tolist() == [0, 1, 2, 3, 4]
-    assert loading.sector_frames(1, 16).tolist() == [0]
-    with pytest.raises(ValueError, match="must be >= 1"):
-        loading.sector_frames(0, 4)

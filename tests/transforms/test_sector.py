@@ -11,7 +11,7 @@ from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_color_lut, pixel_array
 
 from tests.media import burn_in_overlays, fan_mask, speckle_frames
-from ultrassl.transforms.sector import DepthGeometry, depth_geometry, depth_map, detect_sector
+from ultrassl.transforms.sector import DepthGeometry, depth_geometry, depth_map, detect_sector, spread_frame_indices
 
 CURVILINEAR = {"apex_yx": (-10.0, 64.0), "radii": (20.0, 120.0), "half_angle_deg": 30.0}
 PHASED = {"apex_yx": (4.0, 64.0), "radii": (0.0, 118.0), "half_angle_deg": 30.0}
@@ -295,3 +295,11 @@ def test_region_dictionaries_from_the_dicom_header_are_understood():
     from_dicts = detect_sector(clip, region_bounds=regions[::-1])  # the 2D region wins, wherever it is
     assert np.array_equal(from_dicts, detect_sector(clip, region_bounds=first_region(header)))
     assert np.array_equal(detect_sector(clip, region_bounds=[]), detect_sector(clip))
+
+
+def test_sector_frames_spread_over_the_whole_loop():
+    assert spread_frame_indices(64, 4).tolist() == [0, 21, 42, 63]
+    assert spread_frame_indices(5, 16).tolist() == [0, 1, 2, 3, 4]
+    assert spread_frame_indices(1, 16).tolist() == [0]
+    with pytest.raises(ValueError, match="must be >= 1"):
+        spread_frame_indices(0, 4)

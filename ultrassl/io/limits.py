@@ -56,24 +56,24 @@ class DecodeLimits:
         """Refuse ``what`` of ``height x width`` pixels when it exceeds ``max_frame_pixels``."""
         pixels = int(height) * int(width)
         if pixels > self.max_frame_pixels:
-            raise ResourceLimitError(
+            raise _refusal(
                 f"{what} of {int(height)} x {int(width)} pixels ({pixels / 1e6:.1f} megapixels) exceeds the "
                 f"decode limit of {self.max_frame_pixels / 1e6:.1f} megapixels (max_frame_pixels; "
-                f"{_ENV_FRAME_PIXELS} raises it)",
-                None if path is None else str(path),
-            )
+                f"{_ENV_FRAME_PIXELS} raises it)", path)
 
     def check_read(self, n_frames: int, height: int, width: int, channels: int,
                    path: str | os.PathLike | None) -> None:
         """Refuse a read of ``n_frames`` frames that would decode to more than ``max_read_bytes``."""
         total = int(n_frames) * int(height) * int(width) * int(channels)
         if total > self.max_read_bytes:
-            raise ResourceLimitError(
+            raise _refusal(
                 f"reading {int(n_frames)} frames of {int(height)} x {int(width)} x {int(channels)} would decode "
                 f"{total / 2**20:.0f} MiB, above the limit of {self.max_read_bytes / 2**20:.0f} MiB per read "
-                f"(max_read_bytes; {_ENV_READ_BYTES} raises it); read fewer frames at a time",
-                None if path is None else str(path),
-            )
+                f"(max_read_bytes; {_ENV_READ_BYTES} raises it); read fewer frames at a time", path)
+
+
+def _refusal(cause: str, path: str | os.PathLike | None) -> ResourceLimitError:
+    return ResourceLimitError(cause, None if path is None else str(path))
 
 
 _CURRENT: DecodeLimits | None = None

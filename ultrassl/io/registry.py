@@ -136,8 +136,9 @@ def read_clip(
         ClipReadError: a subclass naming the file and the cause; never a short clip.
     """
     path = Path(path)
+    given_info = info is not None
     if info is None:
-        info = probe_clip(path, format)
+        info = probe_clip(path, format)  # checks the declared frame size
     reader = get_reader(path, info.format)
     if expected_n_frames is not None and int(expected_n_frames) != info.n_frames:
         raise FrameCountMismatchError(
@@ -148,7 +149,8 @@ def read_clip(
     else:
         indices = check_frame_indices(frame_indices, info.n_frames, path)
     limits = get_decode_limits()
-    limits.check_frame(info.height, info.width, path, "the declared frame size")
+    if given_info:  # a probe from elsewhere (a cache), perhaps made under other limits
+        limits.check_frame(info.height, info.width, path, "the declared frame size")
     limits.check_read(np.unique(indices).size, info.height, info.width, info.channels, path)
     try:
         clip = reader.read(path, indices, info, with_audio=with_audio)

@@ -186,6 +186,15 @@ def _intensity_candidate(
     return cv2.morphologyEx(binary, cv2.MORPH_OPEN, _disc(open_size))
 
 
+def spread_frame_indices(n_frames: int, count: int) -> np.ndarray:
+    """Indices (int64, sorted) of ``count`` frames spread evenly over a loop of ``n_frames``
+    (every frame of a shorter loop): where a loop's sector is found, so that speckle has moved
+    between them while burned-in text has not."""
+    if n_frames < 1 or count < 1:
+        raise ValueError(f"n_frames and count must be >= 1, got {n_frames}, {count}")
+    return np.unique(np.linspace(0, n_frames - 1, min(int(count), int(n_frames))).round().astype(np.int64))
+
+
 def detect_sector(
     clip: np.ndarray | torch.Tensor,
     mode: str = "auto",

@@ -33,6 +33,7 @@ from ultrassl.transforms.sector import (
     depth_geometry,
     depth_map,
     detect_sector,
+    spread_frame_indices,
 )
 
 __all__ = [
@@ -189,8 +190,7 @@ class LoopSector:
             self._masks.move_to_end(key)
             return self._masks[key]
         info = info if info is not None else probe_clip(path)
-        indices = np.unique(np.linspace(0, info.n_frames - 1, min(self.num_frames, info.n_frames)).round().astype(int))
-        frames = read_clip(path, indices, info=info).frames
+        frames = read_clip(path, spread_frame_indices(info.n_frames, self.num_frames), info=info).frames
         regions = (info.metadata or {}).get("us_regions") or None
         sector = detect_sector(frames, mode=self.mode, region_bounds=regions, stroke_width=self.stroke_width,
                                dark_level=self.dark_level)
@@ -205,7 +205,8 @@ class SectorMaskd(MapTransform):
 
     With ``loop_frames`` (and the sample's file under ``path_key``) the sector is that of the
     whole file (:class:`LoopSector`), found once per process, instead of that of the sampled
-    frames; the mask must then match the clip's frame size (it does, before any resize).
+    frames; the mask must then match the clip's frame size (it does, before any resize;
+    :func:`mask_outside` refuses a mismatch).
 
     Args:
         keys: the clip key(s); the sector is found on the first and applied to all.
@@ -262,11 +263,6 @@ class SectorMaskd(MapTransform):
             mask = _mask_tensor(d[self.mask_key])
         elif self.loop_sector is not None and d.get(self.path_key):
             sector = self.loop_sector(str(d[self.path_key]), d.get(self.info_key))
-            frame_size = tuple(d[keys[0]].shape[-2:]) if isinstance(d[keys[0]], torch.Tensor) and d[keys[0]].ndim == 4 \
-                else None
-            if frame_size is not None and frame_size != sector.shape:
-                raise ValueError(f"the loop's sector is {sector.shape}, the clip's frames {frame_size}: "
-                                 "find the sector before resizing")
             mask = torch.from_numpy(sector.astype(np.float32))[None, None]
         else:
             region = d.get(self.region_key) if self.region_key is not None else None
