@@ -75,20 +75,18 @@ class ToyTask(Task):
     def score(self, model: ToyModel, datamodule: Any) -> dict[str, Any]:
         predicted, truth = [], []
         dataset = held_out_loops(datamodule)
-        for index in range(len(dataset)):
-            item = dataset[index]
+        for item in dataset:  # unreadable videos are left out and listed in dataset.report()
             out = self.predict_loop(model, item["clip"], datamodule.pipeline)
             predicted.append(out.predicted)
             truth.append((item["clip_frame_labels"] > 0).long())
         accuracy = float((torch.cat(predicted) == torch.cat(truth)).float().mean())
-        return {"metrics": {"accuracy": accuracy, "error": 1.0 - accuracy}, "examples": []}
+        return {"metrics": {"accuracy": accuracy, "error": 1.0 - accuracy}, "examples": [], **dataset.report()}
 
     def baseline(self, datamodule: Any, config: Mapping[str, Any]) -> dict[str, Any]:
         train, _ = datamodule.split_tables()
         loops = held_out_loops(datamodule, train)
-        majority = int(torch.cat([(loops[i]["clip_frame_labels"] > 0).long() for i in range(len(loops))]).float().mean() > 0.5)
-        held_out = held_out_loops(datamodule)
-        truth = torch.cat([(held_out[i]["clip_frame_labels"] > 0).long() for i in range(len(held_out))])
+        majority = int(torch.cat([(item["clip_frame_labels"] > 0).long() for item in loops]).float().mean() > 0.5)
+        truth = torch.cat([(item["clip_frame_labels"] > 0).long() for item in held_out_loops(datamodule)])
         accuracy = float((truth == majority).float().mean())
         return {"name": "majority class", "metrics": {"accuracy": accuracy, "error": 1.0 - accuracy}}
 

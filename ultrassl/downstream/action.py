@@ -162,7 +162,8 @@ class ActionRecognitionTask(Task):
         or ``(B, C, T, H, W)``) on every held-out video of ``datamodule``."""
         metrics = ClassificationMetrics(num_classes, class_names)
         hits = []
-        for batch in in_order(evaluation_items(datamodule), datamodule.val_batch_size):
+        videos = evaluation_items(datamodule)
+        for batch in in_order(videos, datamodule.val_batch_size):
             probabilities = predict_proba(batch["clip"])
             target = batch["label"].long()
             metrics.update(probabilities, target)
@@ -170,7 +171,8 @@ class ActionRecognitionTask(Task):
             hits.append((probabilities.topk(k, dim=1).indices == target[:, None]).any(dim=1))
         report = metrics.report()
         report["top5_accuracy"] = float(torch.cat(hits).float().mean()) if hits else float("nan")
-        return {"metrics": {k: report[k] for k in self.table_metrics}, "report": report, "examples": []}
+        return {"metrics": {k: report[k] for k in self.table_metrics}, "report": report, "examples": [],
+                **videos.report()}
 
     def baseline(self, datamodule: Any, config: Mapping[str, Any]) -> dict[str, Any]:
         """A raw-pixel probe: the linear probe's logistic regression
@@ -184,7 +186,8 @@ class ActionRecognitionTask(Task):
             num_classes, names = class_list_from_manifest(datamodule.manifest)
         train, _ = datamodule.split_tables()
         features, labels = [], []
-        for batch in in_order(evaluation_items(datamodule, train), datamodule.val_batch_size):
+        training = evaluation_items(datamodule, train)
+        for batch in in_order(training, datamodule.val_batch_size):
             clips, target = batch["clip"], batch["label"].long()
             if clips.ndim == 6:  # several clips per video: each is a sample, as in the linear probe
                 target = target[:, None].expand(-1, clips.shape[1]).reshape(-1)
@@ -206,7 +209,8 @@ class ActionRecognitionTask(Task):
 
         scored = self.score_predictions(datamodule, predict_proba, int(num_classes), names)
         return {"name": "raw-pixel probe", "metrics": scored["metrics"], "report": scored["report"],
-                "clips": int(len(y)), "iterations": probe.iterations}
+                "clips": int(len(y)), "iterations": probe.iterations, **training.report("left_out_training"),
+                **{k: scored[k] for k in ("left_out",) if k in scored}}
 
 
 def raw_clip_features(clips: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:

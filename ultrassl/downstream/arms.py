@@ -203,6 +203,9 @@ def train_arm(cfg: Mapping[str, Any], folder: str | os.PathLike, progress: bool 
         if save_model:
             trainer.save_checkpoint(folder / "model.ckpt", weights_only=True)
     run = {"curves": read_curves(folder), "seconds": time.perf_counter() - started, "steps": int(trainer.global_step)}
+    monitor = next(c for c in trainer.callbacks if isinstance(c, BadClipMonitor))
+    if monitor.records:
+        run["replaced_clips"] = [dict(r) for r in monitor.records]
     if save_model:
         run["model"] = str(folder / "model.ckpt")
     model = arm.model

@@ -42,7 +42,8 @@ from typing import Any
 
 from ultrassl.downstream.arms import arm_config, build_arm, load_config, solves_probe, train_arm
 from ultrassl.downstream.protocols import ENCODER_PROTOCOLS
-from ultrassl.downstream.report import budget_of, details, draw_task_figures, format_table, relative, table_rows, write_results
+from ultrassl.downstream.report import (budget_of, details, draw_task_figures, format_table, left_out_text, left_out_videos,
+                                        relative, table_rows, write_results)
 from ultrassl.downstream.task import INITS
 from ultrassl.downstream.tasks import DEFAULT_TASKS, TASKS, get_task, task_of_config
 from ultrassl.models.encoders import EncoderSpec, PretrainedEncoder, RandomEncoder
@@ -117,7 +118,7 @@ def evaluate_task(
             scored = task.score(last.model, last.datamodule)
             run = last.run
             say(f"[{task.name}] {protocol} / {init}: " + ", ".join(f"{k} {v:.4f}" for k, v in scored["metrics"].items())
-                + f"  ({run['seconds']:.0f} s)")
+                + f"  ({run['seconds']:.0f} s)" + left_out_text(scored))
             results.setdefault(protocol, {})[init] = scored
             arms[f"{protocol}/{init}"] = run
             lr, probes = budget.get("lr", {}), budget.get("linear_probe", {})
@@ -136,25 +137,29 @@ def evaluate_task(
             arm = build_arm(cfg, quiet=not progress)
             results[protocol][init] = ENCODER_PROTOCOLS[protocol]().evaluate(arm.model, arm.datamodule)
             say(f"[{task.name}] {protocol} / {init}: "
-                + ", ".join(f"{k} {v:.4f}" for k, v in results[protocol][init]["metrics"].items()))
+                + ", ".join(f"{k} {v:.4f}" for k, v in results[protocol][init]["metrics"].items())
+                + left_out_text(results[protocol][init]))
     reference = task.baseline(last.datamodule, last.config) if last is not None else None  # the data are every arm's
     if reference is not None:
         say(f"[{task.name}] {reference['name']} (no model): "
-            + ", ".join(f"{k} {v:.4f}" for k, v in reference["metrics"].items()))
+            + ", ".join(f"{k} {v:.4f}" for k, v in reference["metrics"].items()) + left_out_text(reference))
     figures = draw_task_figures(task, results, arms, out_dir)
     rows = table_rows(task, results)
     if reference is not None:
         for row in rows:  # a baseline scores the trained protocols' metrics, not an encoder protocol's
             value = reference["metrics"].get(row["metric"])
             row["reference"] = None if value is None else plain(float(value))
+    unreadable = left_out_videos([*(scored for by_init in results.values() for scored in by_init.values()),
+                                  *([reference] if reference is not None else [])])
     return {
         "budget": budget,
         **({"reference": reference["name"]} if reference is not None else {}),
+        **({"left_out": unreadable} if unreadable else {}),
         "rows": rows,
         "details": details(results),
         "training": {name: {"seconds": run["seconds"], "steps": run["steps"],
                             **{k: relative(run[k], out_dir) if k == "model" else run[k]
-                               for k in ("probe", "head_from_probe", "model") if k in run}}
+                               for k in ("probe", "head_from_probe", "model", "replaced_clips") if k in run}}
                      for name, run in arms.items()},
         "figures": [relative(str(f), out_dir) for f in figures],
     }

@@ -275,8 +275,7 @@ class PlaneDetectionTask(Task):
         metrics = ClassificationMetrics(len(class_names), list(class_names))
         loops, examples = {}, []
         per_loop = max(1, keep_examples // len(dataset))
-        for index in range(len(dataset)):
-            item = dataset[index]
+        for item in dataset:
             out = predict(item["clip"])
             predicted = out["probabilities"].argmax(dim=1)
             labels = item["clip_frame_labels"]
@@ -296,7 +295,7 @@ class PlaneDetectionTask(Task):
                                  "path": str(item["path"]), "t": t})
         report = metrics.report()
         return {"metrics": {k: report[k] for k in self.table_metrics}, "report": report, "loops": loops,
-                "examples": examples}
+                "examples": examples, **dataset.report()}
 
     def baseline(self, datamodule: Any, config: Mapping[str, Any]) -> dict[str, Any]:
         """A raw-pixel probe: the L2-regularised logistic regression of the linear probe
@@ -309,8 +308,7 @@ class PlaneDetectionTask(Task):
         train, _ = datamodule.split_tables()
         loops = held_out_loops(datamodule, train)
         features, labels = [], []
-        for index in range(len(loops)):
-            item = loops[index]
+        for item in loops:
             features.append(raw_pixel_features(item["clip"]).double())
             labels.append(item["clip_frame_labels"].long())
         x, y = torch.cat(features), torch.cat(labels)
@@ -327,7 +325,8 @@ class PlaneDetectionTask(Task):
             datamodule, lambda loop: {"probabilities": torch.softmax(probe.logits(raw_pixel_features(loop)), dim=1)},
             names)
         return {"name": "raw-pixel probe", "metrics": scored["metrics"], "report": scored["report"],
-                "frames": int(len(y)), "iterations": probe.iterations}
+                "frames": int(len(y)), "iterations": probe.iterations,
+                **loops.report("left_out_training"), **{k: scored[k] for k in ("left_out",) if k in scored}}
 
     def figures(self, results: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list[Path]:
         """Per protocol: the confusion matrices and the class-activation maps of example frames."""
@@ -362,3 +361,4 @@ def _cam_figure(examples: Mapping[str, list[dict]], path: Path, protocol: str) -
     return plots.overlay_grid(rows, ["frame", "pretrained CAM", "random-init CAM"], path, row_titles=titles,
                               title=f"plane detection ({protocol}): class activation of the predicted class; "
                                     "rows: true: pretrained / random prediction")
+

@@ -6,18 +6,21 @@ A task's entry of ``results.json``: ``budget`` (steps, batch, learning rates, vi
 the L-BFGS probes), ``rows`` (protocol, metric, pretrained, random_init, higher_is_better,
 and ``reference`` when the task has a model-free baseline, named by ``reference``),
 ``details`` (per protocol and arm, what scoring reported beyond the table), ``training``
-(per arm: seconds, steps, probe, saved model) and ``figures`` (paths relative to the
-results folder).
+(per arm: seconds, steps, probe, saved model, and ``replaced_clips``: the training reads
+that failed and were replaced), ``left_out`` (only when some video could not be read: each
+such video once, ``{"path", "error", "split"}``, left out of every score) and ``figures``
+(paths relative to the results folder).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ultrassl.atomic import write_text_atomically
 from ultrassl.downstream import plots
 from ultrassl.downstream.task import INITS, Task
 from ultrassl.downstream.tasks import TASKS
@@ -35,8 +38,8 @@ def write_results(results: Mapping[str, Any], out_dir: str | os.PathLike) -> tup
     """``results.json`` and ``results.md`` in ``out_dir``."""
     out_dir = Path(out_dir)
     json_path, md_path = out_dir / "results.json", out_dir / "results.md"
-    json_path.write_text(json.dumps(plain(results), indent=2) + "\n")
-    md_path.write_text(format_markdown(results))
+    write_text_atomically(json_path, json.dumps(plain(results), indent=2) + "\n")
+    write_text_atomically(md_path, format_markdown(results))
     return json_path, md_path
 
 
@@ -61,6 +64,8 @@ def format_table(results: Mapping[str, Any]) -> str:
             line = (f"  {row['protocol']:<9} {row['metric']:<15} {_cell(row['pretrained']):>10} "
                     f"{_cell(row['random_init']):>12}{mark}")
             lines.append(line + (f"{'':<{3 - len(mark)}}{_cell(row.get('reference')):>12}" if reference else ""))
+        if entry.get("left_out"):
+            lines.append(f"  left out of scoring, unreadable: {len(entry['left_out'])} videos (listed in results.md)")
     return "\n".join(lines)
 
 
@@ -89,6 +94,41 @@ def _probe_text(budget: Mapping[str, Any]) -> str:
             f"iterations {iterations}).")
 
 
+def left_out_videos(scored: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Every video the scored results (a task's arms and baseline) left out because it could
+    not be read, once each: ``{"path", "error", "split"}`` (``held-out`` or ``training``)."""
+    found: dict[str, dict[str, str]] = {}
+    for entry in scored:
+        for key, split in (("left_out", "held-out"), ("left_out_training", "training")):
+            for video in entry.get(key) or ():
+                found.setdefault(video["path"], {**video, "split": split})
+    return list(found.values())
+
+
+def left_out_text(scored: Mapping[str, Any]) -> str:
+    """``"; 2 held-out videos left out (unreadable)"`` for a progress line, or ""."""
+    parts = [f"{len(scored[key])} {what} video{'s' if len(scored[key]) != 1 else ''} left out (unreadable)"
+             for key, what in (("left_out", "held-out"), ("left_out_training", "training")) if scored.get(key)]
+    return "; " + "; ".join(parts) if parts else ""
+
+
+def _left_out_lines(entry: Mapping[str, Any]) -> list[str]:
+    videos = entry.get("left_out") or []
+    if not videos:
+        return []
+    return ["", f"Left out of scoring, unreadable ({len(videos)}): every figure above is over the other videos.", ""] + [
+        f"- `{video['path']}` ({video['split']}): {video['error']}" for video in videos]
+
+
+def _replaced_text(entry: Mapping[str, Any]) -> str:
+    replaced = {name: len(run["replaced_clips"]) for name, run in (entry.get("training") or {}).items()
+                if run.get("replaced_clips")}
+    if not replaced:
+        return ""
+    return (" Training replaced clips that failed to read by other clips (listed in each arm's bad_clips.csv): "
+            + ", ".join(f"{name} {n}" for name, n in replaced.items()) + ".")
+
+
 def format_markdown(results: Mapping[str, Any]) -> str:
     """``results.md``: one table per task, pretrained beside random init, with the budget."""
     lines = ["# Downstream transfer: pretrained vs random init", "",
@@ -106,7 +146,7 @@ def format_markdown(results: Mapping[str, Any]) -> str:
                   f"Budget: {budget.get('max_steps')} optimiser steps, batch {budget.get('batch_size')}, "
                   f"learning rate {_lr_text(budget.get('lr'))}, seed {budget.get('seed')}; "
                   f"{budget.get('train_videos')} training and "
-                  f"{budget.get('held_out_videos')} held-out videos.{_probe_text(budget)}", "",
+                  f"{budget.get('held_out_videos')} held-out videos.{_probe_text(budget)}{_replaced_text(entry)}", "",
                   "| protocol | metric | pretrained | random init |" + (f" {reference} (no model) |" if reference else ""),
                   "| --- | --- | ---: | ---: |" + (" ---: |" if reference else "")]
         for row in entry["rows"]:
@@ -115,6 +155,7 @@ def format_markdown(results: Mapping[str, Any]) -> str:
             cells = [f"**{c}**" if better == k else c for c, k in zip(cells, INITS)]
             extra = f" {_cell(row.get('reference'))} |" if reference else ""
             lines.append(f"| {row['protocol']} | {row['metric']} | {cells[0]} | {cells[1]} |{extra}")
+        lines += _left_out_lines(entry)
         if entry.get("figures"):
             lines += ["", "Figures: " + ", ".join(f"`{f}`" for f in entry["figures"])]
         lines.append("")

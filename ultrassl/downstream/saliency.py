@@ -215,7 +215,8 @@ class SaliencyTask(Task):
         prior = training_gaze_prior(datamodule, sigma)
         scored = score_saliency_maps(datamodule, lambda loop: prior.expand(loop.shape[1], *prior.shape), sigma,
                                      int(option("n_splits")), keep_examples=0)
-        return {"name": "training gaze prior", "metrics": scored["metrics"]}
+        return {"name": "training gaze prior", "metrics": scored["metrics"],
+                **{k: scored[k] for k in ("left_out",) if k in scored}}
 
     def figures(self, results: Mapping[str, Mapping[str, Any]], out_dir: Path) -> list[Path]:
         """Per protocol: predictions of both arms on example frames, with the fixations."""
@@ -239,8 +240,7 @@ def training_gaze_prior(datamodule: Any, sigma_px: float) -> torch.Tensor:
     train, _ = datamodule.split_tables()
     dataset = held_out_loops(datamodule, train)
     total, frames = None, 0
-    for index in range(len(dataset)):
-        item = dataset[index]
+    for item in dataset:
         density = fixation_density_map(item["clip_fixations"], tuple(item["clip"].shape[-2:]), sigma_px,
                                        item["clip_fixations_valid"])
         looked_at = density.flatten(1).sum(dim=1) > 0
@@ -260,8 +260,7 @@ def score_saliency_maps(datamodule: Any, predict: Callable[[torch.Tensor], torch
     evaluator = SaliencyEvaluator(sigma_px=sigma_px, n_splits=n_splits, seed=0)
     examples = []
     per_loop = max(1, keep_examples // len(dataset))
-    for index in range(len(dataset)):
-        item = dataset[index]
+    for item in dataset:
         maps = predict(item["clip"])
         points, valid = item["clip_fixations"], item["clip_fixations_valid"]
         evaluator.update(maps, points, valid, video_ids=[str(item["path"])] * len(maps))
@@ -270,7 +269,7 @@ def score_saliency_maps(datamodule: Any, predict: Callable[[torch.Tensor], torch
         for t in [int(t) for t in chosen][: keep_examples - len(examples)]:
             examples.append({"frame": item["clip"][0, t].numpy(), "map": maps[t].numpy(),
                              "fixations": points[t][valid[t]].numpy(), "path": str(item["path"]), "t": t})
-    return {"metrics": evaluator.compute(), "frames": len(evaluator), "examples": examples}
+    return {"metrics": evaluator.compute(), "frames": len(evaluator), "examples": examples, **dataset.report()}
 
 
 def _saliency_figure(examples: Mapping[str, list[dict]], path: Path, protocol: str) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +47,38 @@ class BadClipMonitor(L.Callback):
         name = BAD_CLIPS_FILE if trainer.world_size == 1 else f"bad_clips.rank{trainer.global_rank}.csv"
         return Path(trainer.log_dir) / name
 
-    def _collect(self, trainer: L.Trainer, batch: Any, stage: str) -> int:
+    def observe(self, trainer: L.Trainer, batch: Any, stage: str, epoch: int | None = None) -> int:
+        """Record the failures ``batch`` carries, met in ``stage`` (``"train"``, ``"validate"``,
+        ``"probe"``: the training sweeps of a linear probe, ``epoch`` then numbering the
+        sweep); returns how many. Past the policy's limit, training and probe sweeps raise
+        :class:`BadClipLimitError`."""
         texts = batch.get(READ_FAILURES_KEY) if isinstance(batch, Mapping) else None
         if not texts:
             return 0
         found = [pair for text in texts for pair in parse_failures(text)]
+        epoch = trainer.current_epoch if epoch is None else int(epoch)
         for path, error in found:
-            self.records.append({"stage": stage, "epoch": trainer.current_epoch, "step": trainer.global_step,
+            self.records.append({"stage": stage, "epoch": epoch, "step": trainer.global_step,
                                  "path": path, "error": error})
         if found:
             self._write(trainer)
+            if stage == "train":
+                self._check(trainer, sum(r["stage"] == "train" for r in self.records))
+            elif stage == "probe":  # each sweep reads the same clips: the limit holds per sweep
+                self._check(trainer, sum(r["stage"] == "probe" and r["epoch"] == epoch for r in self.records))
         return len(found)
+
+    def _check(self, trainer: L.Trainer, failed: int) -> None:
+        policy = self._policy(trainer)
+        limit = policy.limit(self._items_per_epoch(trainer))
+        if failed > limit:
+            where = self.path(trainer)
+            raise BadClipLimitError(
+                f"{failed} training clips failed to read, more than the limit of {limit} (data.init_args.bad_clips."
+                f"max_bad_clips = {policy.max_bad_clips}); the archive may be damaged"
+                + (f": see {where}" if where else "") + f"; the last: {self.records[-1]['path']}: "
+                f"{self.records[-1]['error']}"
+            )
 
     def _write(self, trainer: L.Trainer) -> None:
         target = self.path(trainer)
@@ -87,27 +108,35 @@ class BadClipMonitor(L.Callback):
 
     # ----------------------------------------------------------------- hooks
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        if not self._collect(trainer, batch, "train"):
-            return
-        failed = sum(r["stage"] == "train" for r in self.records)
-        policy = self._policy(trainer)
-        limit = policy.limit(self._items_per_epoch(trainer))
-        if failed > limit:
-            where = self.path(trainer)
-            raise BadClipLimitError(
-                f"{failed} training clips failed to read, more than the limit of {limit} (data.init_args.bad_clips."
-                f"max_bad_clips = {policy.max_bad_clips}); the archive may be damaged"
-                + (f": see {where}" if where else "") + f"; the last: {self.records[-1]['path']}: "
-                f"{self.records[-1]['error']}"
-            )
+        self.observe(trainer, batch, "train")
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._val_replaced = 0
 
     def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                                   batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._val_replaced += self._collect(trainer, batch, "validate")
+        self._val_replaced += self.observe(trainer, batch, "validate")
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             pl_module.log("val/replaced_clips", float(self._val_replaced), sync_dist=True)
+
+
+def monitored_batches(trainer: L.Trainer, batches: Iterable[Any], stage: str = "probe") -> Iterable[Any]:
+    """``batches`` (re-iterable: one sweep per iteration) with the read failures of every
+    batch handed to the trainer's :class:`BadClipMonitor` (``stage``, the sweep as epoch), for
+    data read outside Lightning's loops (a linear probe's feature sweeps)."""
+    monitor = next((c for c in trainer.callbacks if isinstance(c, BadClipMonitor)), None)
+    return batches if monitor is None else _Sweeps(trainer, batches, monitor, stage)
+
+
+class _Sweeps:
+    def __init__(self, trainer: L.Trainer, batches: Iterable[Any], monitor: BadClipMonitor, stage: str):
+        self.trainer, self.batches, self.monitor, self.stage = trainer, batches, monitor, stage
+        self.sweep = -1
+
+    def __iter__(self):
+        self.sweep += 1
+        for batch in self.batches:
+            self.monitor.observe(self.trainer, batch, self.stage, epoch=self.sweep)
+            yield batch

@@ -41,8 +41,9 @@ class KNNRetrieval:
         batch_size = self.batch_size or datamodule.val_batch_size
         device = next(model.parameters()).device
         train_table, _ = datamodule.split_tables()
-        bank, bank_labels = features_and_labels(model.clip_features, evaluation_items(datamodule, train_table),
-                                                batch_size, device)
-        queries, query_labels = features_and_labels(model.clip_features, evaluation_items(datamodule), batch_size, device)
+        bank_videos, query_videos = evaluation_items(datamodule, train_table), evaluation_items(datamodule)
+        bank, bank_labels = features_and_labels(model.clip_features, bank_videos, batch_size, device)
+        queries, query_labels = features_and_labels(model.clip_features, query_videos, batch_size, device)
         recall = retrieval_recall_at_k(queries, query_labels, bank, bank_labels, ks=self.ks)
-        return {"metrics": {f"recall@{k}": v for k, v in recall.items()}, "examples": []}
+        return {"metrics": {f"recall@{k}": v for k, v in recall.items()}, "examples": [],
+                **bank_videos.report("left_out_training"), **query_videos.report()}
