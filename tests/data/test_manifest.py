@@ -129,3 +129,50 @@ def test_refused_rows_may_leave_header_columns_empty(tmp_path):
     everything = read_manifest(path, status=None)
     assert pd.isna(everything["n_frames"].iloc[2])
     assert everything["n_frames"].iloc[0] == 12
+
+
+def _many_rows(root, n=12):
+    rows = _rows(root, root / "elsewhere")
+    return pd.concat([rows.iloc[[0]].assign(path=[str(root / f"clip_{i:02d}.mp4")]) for i in range(n)],
+                     ignore_index=True)
+
+
+@pytest.mark.parametrize("cut", ["row boundary", "inside a row"])
+def test_a_manifest_cut_short_is_refused_not_read_short(tmp_path, cut):
+    path = write_manifest(_many_rows(tmp_path), tmp_path / "manifest.csv")
+    assert len(read_manifest(path)) == 12 and (tmp_path / "manifest.csv.integrity.json").is_file()
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    # as an interrupted copy leaves it: the first half of the rows, or a row cut in its last column
+    path.write_bytes(b"".join(lines[:7]) if cut == "row boundary" else data[:-2])
+    assert len(pd.read_csv(path)) in (6, 12)  # a plain CSV reader sees nothing wrong
+    with pytest.raises(ManifestError, match="looks cut short") as caught:
+        read_manifest(path)
+    message = str(caught.value)
+    assert str(path) in message and "was written with 12 rows" in message and "manifest.csv.integrity.json" in message
+
+
+def test_a_manifest_edited_by_hand_is_read_as_it_is(tmp_path):
+    path = write_manifest(_many_rows(tmp_path), tmp_path / "manifest.csv")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    grown = pd.concat([table, table.iloc[[0]].assign(path="extra.mp4")], ignore_index=True)
+    grown.assign(subject="s1").to_csv(path, index=False)  # a column and a row added
+    assert len(read_manifest(path)) == 13
+    table.assign(split="val").to_csv(path, index=False)  # values changed, same rows
+    assert set(read_manifest(path)["split"]) == {"val"}
+    # rows removed on purpose: refused until the sidecar goes, or the manifest is written again
+    table.iloc[:5].to_csv(path, index=False)
+    with pytest.raises(ManifestError, match="looks cut short"):
+        read_manifest(path)
+    (tmp_path / "manifest.csv.integrity.json").unlink()
+    assert len(read_manifest(path)) == 5
+    write_manifest(read_manifest(path).iloc[:3], path)
+    assert len(read_manifest(path)) == 3
+
+
+def test_a_manifest_without_a_sidecar_is_read_unchecked(tmp_path):
+    path = tmp_path / "made_elsewhere.csv"
+    write_manifest(_many_rows(tmp_path), tmp_path / "manifest.csv")
+    shutil.copy(tmp_path / "manifest.csv", path)
+    path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:4]))
+    assert len(read_manifest(path)) == 3

@@ -26,11 +26,21 @@ Optional columns come from annotations: ``label`` (int, 0-based), ``split``, ``s
 Refused rows may leave the header columns empty. :func:`read_manifest` checks every
 column of the rows it returns and raises :class:`~ultrassl.errors.ManifestError` naming
 the file, the line and the problem.
+
+A CSV cut at a row boundary (an interrupted copy, a full disk) still parses, with fewer
+rows. :func:`write_manifest` therefore writes a sidecar, ``<manifest>.integrity.json``, with
+the row count, byte size and SHA-256 of what it wrote, and :func:`read_manifest` refuses a
+manifest that is shorter than its sidecar says and has lost rows or its final newline. A
+manifest edited by hand (rows or columns added, values changed) differs from its sidecar
+too and is read as it is; one whose rows were removed on purpose is accepted once the
+sidecar is deleted or the manifest is written again with :func:`write_manifest`. Manifests
+without a sidecar (made by other tools) are read without this check.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Iterable
@@ -38,7 +48,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from ultrassl.atomic import atomic_write
+from ultrassl.atomic import atomic_write, write_text_atomically
 from ultrassl.errors import ManifestError
 
 #: columns every manifest has, in the order they are written
@@ -159,6 +169,7 @@ def read_manifest(path: str | os.PathLike, status: str | None = "ok") -> pd.Data
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
         raise _fail(path, f"not a readable CSV manifest ({type(exc).__name__}: {exc})") from exc
+    check_not_truncated(path, len(df))
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise _fail(path, f"missing required column(s) {', '.join(map(repr, missing))}")
@@ -233,9 +244,54 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
             # Whole numbers print without ".0" even when empty cells made the column float.
             out[column] = pd.to_numeric(out[column].replace("", None), errors="raise").astype("Int64")
     columns = list(REQUIRED_COLUMNS) + [c for c in out.columns if c not in REQUIRED_COLUMNS]
-    with atomic_write(path, "w", newline="") as stream:  # a kill never leaves half a manifest
-        out[columns].to_csv(stream, index=False, lineterminator="\n")
+    text = out[columns].to_csv(index=False, lineterminator="\n")
+    # The old sidecar goes first: a kill between the two writes leaves a manifest without
+    # one (read unchecked), never a new manifest beside the old manifest's facts.
+    integrity_path(path).unlink(missing_ok=True)
+    data = text.encode("utf-8")
+    with atomic_write(path, "wb") as stream:  # a kill never leaves half a manifest
+        stream.write(data)
+    facts = {"format": INTEGRITY_FORMAT, "rows": len(out), "bytes": len(data),
+             "sha256": hashlib.sha256(data).hexdigest()}
+    write_text_atomically(integrity_path(path), json.dumps(facts, indent=1) + "\n")
     return path
+
+
+#: the ``format`` field of a manifest's integrity sidecar
+INTEGRITY_FORMAT = "ultrassl-manifest-integrity/1"
+
+
+def integrity_path(path: str | os.PathLike) -> Path:
+    """The sidecar :func:`write_manifest` writes beside ``path``: ``<name>.integrity.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".integrity.json")
+
+
+def check_not_truncated(path: str | os.PathLike, rows: int) -> None:
+    """Raise :class:`~ultrassl.errors.ManifestError` when the manifest at ``path``, which
+    parsed to ``rows`` data rows, is shorter than its integrity sidecar records and has lost
+    rows or its final newline (see the module docstring); nothing without a sidecar."""
+    path = Path(path)
+    sidecar = integrity_path(path)
+    try:
+        facts = json.loads(sidecar.read_text())
+        written_rows, written_bytes, written_hash = int(facts["rows"]), int(facts["bytes"]), str(facts["sha256"])
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise _fail(path, f"its integrity file {sidecar.name} is unreadable ({type(exc).__name__}); delete it to "
+                          "read the manifest unchecked") from exc
+    size = path.stat().st_size
+    if size >= written_bytes or manifest_hash(path) == written_hash:
+        return  # as written, or edited (grown): read as it is
+    with open(path, "rb") as handle:
+        handle.seek(max(0, size - 1))
+        ends_with_newline = handle.read(1) in (b"\n", b"\r")
+    if rows < written_rows or not ends_with_newline:
+        raise _fail(path, f"looks cut short: it holds {rows} rows in {size} bytes but was written with "
+                          f"{written_rows} rows in {written_bytes} bytes ({sidecar.name}), as after an interrupted "
+                          f"copy or a full disk; copy it again, or, if rows were removed on purpose, delete "
+                          f"{sidecar.name}")
 
 
 def _bool_text(value) -> str:
