@@ -52,7 +52,8 @@ from ultrassl.engine.checkpoints import AtomicCheckpointIO, LastCheckpoint
 from ultrassl.engine.bad_clips import BadClipMonitor
 from ultrassl.engine.provenance import Provenance
 from ultrassl.engine.quiet import quiet_lightning
-from ultrassl.errors import UltrasslError
+from ultrassl.engine.config_errors import explain, name_the_key
+from ultrassl.errors import ClipReadError, UltrasslError
 from ultrassl.plain import plain
 
 #: model arguments that are the data pipeline's settings (stated once, in the pipeline)
@@ -129,8 +130,11 @@ class UltrasslCLI(LightningCLI):
         # As LightningCLI's, without its warning when both args and sys.argv are given: the
         # demo and the tests run the command in-process from other programs.
         def parse(defaults: bool):
-            return parser.parse_object(args, defaults=defaults) if isinstance(args, dict) else parser.parse_args(
-                args, defaults=defaults)
+            try:
+                return parser.parse_object(args, defaults=defaults) if isinstance(args, dict) else parser.parse_args(
+                    args, defaults=defaults)
+            except ArgumentError as exc:  # one line naming the key, for every caller (evaluate, benchmark)
+                raise ConfigError(explain(str(exc))) from exc
 
         self.config = parse(defaults=True)
         stated = parse(defaults=False)  # only what the config files and arguments say
@@ -151,8 +155,12 @@ class UltrasslCLI(LightningCLI):
         except (ValueError, TypeError, KeyError, MisconfigurationException) as exc:
             cause = _ultrassl_cause(exc)
             if cause is not None:  # e.g. a missing checkpoint, under jsonargparse's wrapping
-                raise cause from None
-            raise ConfigError(str(exc)) from exc
+                named = None if isinstance(cause, ClipReadError) else name_the_key(
+                    getattr(cause, "cause", ""), getattr(cause, "path", None), self.config)
+                if named is None:
+                    raise cause from None
+                raise type(cause)(named) from None  # a file a config value names: say which key
+            raise ConfigError(explain(str(exc))) from exc
         if self.trainer is not None:
             provenance = next(c for c in self.trainer.callbacks if isinstance(c, Provenance))
             provenance.config = self.resolved_config()
@@ -313,7 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         UltrasslCLI(args=argv)
     except SystemExit as exc:  # --help, --print_config
         return exc.code if isinstance(exc.code, int) else 0
-    except (ArgumentError, UltrasslError) as exc:
+    except ArgumentError as exc:
+        print(f"error: {explain(str(exc))}", file=sys.stderr)
+        return 2
+    except UltrasslError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     return 0

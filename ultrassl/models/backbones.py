@@ -17,6 +17,8 @@ other module registers anything on import. Build one with :func:`create_backbone
 
 from __future__ import annotations
 
+import inspect
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -287,6 +289,8 @@ def _builder(cls: type[Backbone], **fixed: Any) -> Callable[..., Backbone]:
     def build(in_channels: int, **kwargs: Any) -> Backbone:
         return cls(in_channels=in_channels, **fixed, **kwargs)
 
+    # what a config's backbone_kwargs may set, for a one-line error naming them
+    build.options = tuple(p for p in inspect.signature(cls).parameters if p not in ("self", "in_channels", *fixed))
     return build
 
 
@@ -336,5 +340,10 @@ def create_backbone(name: str, in_channels: int | None = None, **kwargs: Any) ->
             ``widen_factor`` for the ResNets).
     """
     info = backbone_info(name)
+    options = getattr(info.builder, "options", None)
+    unknown = sorted(set(kwargs) - set(options)) if options is not None else []
+    if unknown:
+        raise ValueError(f"backbone_kwargs={kwargs!r}: backbone {name!r} takes no option {', '.join(map(repr, unknown))}; "
+                         f"its options: {', '.join(options) or 'none'}")
     channels = info.default_in_channels if in_channels is None else in_channels
     return info.builder(in_channels=channels, **kwargs)
