@@ -24,6 +24,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/data_loading.py
+	$(PY) benchmarks/fit_memory.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -64,6 +64,38 @@ def test_codestreams_larger_than_the_header_are_refused_before_decoding(tmp_path
         read_clip(path, [1])
 
 
+def test_refusing_a_hostile_file_costs_no_memory_of_its_declared_size(tmp_path):
+    """The checks read headers only: refusing a file whose frames declare 8000 x 8000 pixels
+    (64 MB a frame) leaves the peak memory of a fresh process within a few MB (a header
+    reader that allocates the frame, as libjpeg's get_parameters does, grows it by about 100 MB)."""
+    import subprocess
+    import sys
+
+    understated, bomb = tmp_path / "understated.dcm", tmp_path / "bomb.dcm"
+    dicom_jpeg_frames(understated, (8000, 8000), header_size=(32, 48))
+    dicom_jpeg_frames(bomb, (8000, 8000))
+    script = f"""
+import resource
+from ultrassl.errors import ResourceLimitError
+from ultrassl.io import probe_clip, read_clip
+probe_clip({str(understated)!r})  # imports and the harmless header: the baseline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for path in ({str(understated)!r}, {str(bomb)!r}):
+    try:
+        read_clip(path, [0, 1, 2])
+    except ResourceLimitError:
+        pass
+    else:
+        raise SystemExit("not refused: " + path)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr[-2000:]
+    grown_mib = int(result.stdout.split()[-1])
+    assert grown_mib < 16, f"peak memory grew by {grown_mib} MiB while refusing"
+
+
 def test_codestreams_of_another_size_than_the_header_are_corrupt(tmp_path, no_decoding):
     path = tmp_path / "mismatch.dcm"
     dicom_jpeg_frames(path, (64, 80), header_size=(32, 48))

@@ -563,18 +563,23 @@ def _short(exc: BaseException, limit: int = 200) -> str:
 
 def _codestream_size(frame: bytes, ts: UID) -> tuple[int, int] | None:
     """(rows, columns) that a compressed frame's own codestream header declares, parsed without
-    decoding (pylibjpeg's libjpeg and openjpeg read only the header); None for codecs whose
+    decoding or allocating the frame (the SOF or SIZ marker only); None for codecs whose
     decoders take the size from the DICOM header (RLE), or a header they cannot parse (the
     decoder then reports the damage)."""
     try:
         if ts in JPEGTransferSyntaxes or ts in JPEGLSTransferSyntaxes:
-            from libjpeg import get_parameters
-        elif ts in JPEG2000TransferSyntaxes:
-            from openjpeg import get_parameters
-        else:
-            return None
-        parameters = get_parameters(frame)
-        return int(parameters["rows"]), int(parameters["columns"])
+            # pydicom's marker parser reads the SOF segment and nothing else; libjpeg's
+            # get_parameters allocates the whole frame (about 400 MB for 12000 x 12000)
+            from pydicom.pixels.utils import _get_jpg_parameters
+
+            parameters = _get_jpg_parameters(frame)
+            return (int(parameters["height"]), int(parameters["width"])) if parameters else None
+        if ts in JPEG2000TransferSyntaxes:
+            from openjpeg import get_parameters  # reads the SIZ marker only
+
+            parameters = get_parameters(frame)
+            return int(parameters["rows"]), int(parameters["columns"])
+        return None
     except Exception:  # noqa: BLE001 - an unparsable header is the decoder's to report
         return None
 
