@@ -80,7 +80,7 @@ class CheckpointError(UltrasslError):
     """A checkpoint cannot be read, or holds no model this package can rebuild."""
 
     def __init__(self, message: str, path: str | None = None):
-        self.message = message
+        self.message = self.cause = message
         self.path = None if path is None else str(path)
         super().__init__(f"{self.path}: {message}" if self.path else message)
 

@@ -168,7 +168,7 @@ def test_print_config_round_trip(fetal_manifest, tmp_path, capsys):
          "model.init_args.backbone_kwargs={'width': 3}: backbone 'tiny3d' takes no option 'width'; its options: channels"),
         (["--model.class_path=ultrassl.objectives.order_geometry.Nope"],
          "model.class_path='ultrassl.objectives.order_geometry.Nope': module 'ultrassl.objectives.order_geometry' has "
-         "no attribute 'Nope'; this package's: ultrassl.objectives.cate.CATE, "),
+         "no attribute 'Nope'; this package's: ultrassl.downstream.action.ActionRecognition, "),
         (["--model.class_path=os.system"], "model.class_path='os.system': not a LightningModule; this package's: "),
         (["--data.init_args.pipeline.class_path=ultrassl.pipelines.Nope"],
          "data.init_args.pipeline.class_path='ultrassl.pipelines.Nope': module 'ultrassl.pipelines' has no attribute "

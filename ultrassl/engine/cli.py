@@ -155,8 +155,9 @@ class UltrasslCLI(LightningCLI):
         except (ValueError, TypeError, KeyError, MisconfigurationException) as exc:
             cause = _ultrassl_cause(exc)
             if cause is not None:  # e.g. a missing checkpoint, under jsonargparse's wrapping
-                named = None if isinstance(cause, ClipReadError) else name_the_key(
-                    getattr(cause, "cause", ""), getattr(cause, "path", None), self.config)
+                message = getattr(cause, "cause", None)
+                named = None if isinstance(cause, ClipReadError) or not message else name_the_key(
+                    message, getattr(cause, "path", None), self.config)
                 if named is None:
                     raise cause from None
                 raise type(cause)(named) from None  # a file a config value names: say which key

@@ -12,12 +12,10 @@ anything not recognised is passed through on one line, never lost.
 
 from __future__ import annotations
 
-import importlib
+import ast
 import inspect
-import pkgutil
 import re
-from collections.abc import Mapping
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 _UNION = re.compile(r"^Does not validate against any of the Union subtypes Subtypes: \[(?P<types>.*?)\] Errors: - ")
@@ -117,49 +115,58 @@ def _quoted(value: str) -> str:
 
 
 def _accepted(class_path: str | None) -> list[str]:
+    """The arguments of the class ``class_path`` names (already imported by jsonargparse)."""
     if not class_path:
         return []
+    from ultrassl.models.checkpoint import import_class
+
     try:
-        module, _, name = class_path.rpartition(".")
-        cls = getattr(importlib.import_module(module), name)
-        return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+        return [p for p in inspect.signature(import_class(class_path)).parameters if p not in ("self", "args", "kwargs")]
     except (ImportError, AttributeError, ValueError, TypeError):
         return []
 
 
 def _valid_classes(keys: list[str]) -> str:
-    """``"; known: ..."``: this package's classes for the section ``keys`` names."""
+    """``"; this package's: ..."``: this package's classes for the section ``keys`` names."""
     names = known_classes(keys[-1] if keys[-1] == "pipeline" else keys[0])
     return f"; this package's: {', '.join(names)}" if names else ""
 
 
+#: per config section, the subpackages holding its classes and the base classes they derive from
+_CATALOGUE = {
+    "model": (("objectives", "downstream"), {"PretrainModule", "DownstreamModule"}),
+    "data": (("data",), {"LightningDataModule"}),
+    "pipeline": (("pipelines",), {"Pipeline"}),
+}
+
+
 def known_classes(section: str) -> list[str]:
     """Class paths of this package's classes for a config section: ``"model"`` (the
-    objectives and the downstream tasks' models), ``"data"`` or ``"pipeline"``."""
-    if section == "data":
-        return ["ultrassl.data.datamodule.ManifestDataModule"]
-    if section == "model":
-        from ultrassl.downstream.tasks import TASKS
-        from ultrassl.engine.base import PretrainModule
+    objectives and the downstream tasks' models), ``"data"`` or ``"pipeline"``.
 
-        found = _subclasses_in("ultrassl.objectives", PretrainModule)
-        return found + [f"{t.model_class.__module__}.{t.model_class.__qualname__}" for t in TASKS.values()]
-    if section == "pipeline":
-        from ultrassl.pipelines.base import Pipeline
-
-        return _subclasses_in("ultrassl.pipelines", Pipeline)
-    return []
-
-
-def _subclasses_in(package: str, base: type) -> list[str]:
-    found = []
-    for module_info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-        module = importlib.import_module(f"{package}.{module_info.name}")
-        for name, obj in vars(module).items():
-            if (inspect.isclass(obj) and issubclass(obj, base) and obj is not base and obj.__module__ == module.__name__
-                    and not name.startswith("_") and not inspect.isabstract(obj)):
-                found.append(f"{obj.__module__}.{name}")
-    return sorted(found)
+    Read from the package's source, not imported: the engine sits below the objectives and
+    tasks and must not import them, and a failed config should not run more code."""
+    if section not in _CATALOGUE:
+        return []
+    folders, roots = _CATALOGUE[section]
+    package = Path(__file__).resolve().parents[1]
+    classes: dict[str, tuple[str, list[str]]] = {}  # name -> (class path, base names)
+    for folder in folders:
+        for path in sorted((package / folder).rglob("*.py")):
+            module = ".".join(("ultrassl", *path.relative_to(package).with_suffix("").parts))
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                    bases = [b.id if isinstance(b, ast.Name) else b.attr for b in node.bases
+                             if isinstance(b, (ast.Name, ast.Attribute))]
+                    classes[node.name] = (f"{module}.{node.name}", bases)
+    derived, grown = set(roots), True
+    while grown:  # subclasses of subclasses, by name within the package
+        grown = False
+        for name, (_, bases) in classes.items():
+            if name not in derived and derived.intersection(bases):
+                derived.add(name)
+                grown = True
+    return sorted(path for name, (path, _) in classes.items() if name in derived - roots)
 
 
 def name_the_key(message: str, path: str | None, config: Any) -> str | None:
