@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ultrassl.transforms.annotations import read_fixations, read_frame_labels
 from ultrassl.data.manifest import read_manifest
+from ultrassl.errors import ManifestError
+from ultrassl.transforms.annotations import read_fixations, read_frame_labels
 
 #: file beside the manifest naming the plane classes in label order, one per line
 CLASSES_FILE = "planes.txt"
@@ -48,6 +49,18 @@ def relative_name(path: str, base: Path) -> str:
         return str(path)
 
 
+def split_served(ok: pd.DataFrame, served) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows whose clip lies inside the served folders (:class:`apps.serving.ServedFolders`)
+    and those that do not (never opened), each with a fresh index."""
+    inside = np.array([served.contains(p) for p in ok["path"]], dtype=bool) if len(ok) else np.zeros(0, bool)
+    return ok[inside].reset_index(drop=True), ok[~inside].reset_index(drop=True)
+
+
+def no_rows() -> pd.DataFrame:
+    """An empty table of refused rows (a clip opened without a manifest)."""
+    return pd.DataFrame(columns=["clip", "format", "error"])
+
+
 def clip_table(ok: pd.DataFrame) -> pd.DataFrame:
     """The columns of the readable rows worth a glance, in a fixed order."""
     return ok[[c for c in CLIP_TABLE_COLUMNS if c in ok.columns]]
@@ -64,7 +77,12 @@ def plane_classes(manifest_path: str | os.PathLike) -> list[str] | None:
     classes_file = Path(manifest_path).resolve().parent / CLASSES_FILE
     if not classes_file.is_file():
         return None
-    names = [line.strip() for line in classes_file.read_text(encoding="utf-8").splitlines()]
+    try:
+        text = classes_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"not UTF-8 text (byte {exc.start}); write the class names as UTF-8, one per line",
+                            str(classes_file)) from None
+    names = [line.strip() for line in text.splitlines()]
     names = [name for name in names if name]
     return names or None
 
@@ -128,6 +146,8 @@ def describe_error(exc: BaseException) -> str:
 
 __all__ = [
     "CLASSES_FILE",
+    "no_rows",
+    "split_served",
     "clip_table",
     "describe_error",
     "fixation_counts",

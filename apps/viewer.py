@@ -1,23 +1,29 @@
-"""ultrassl data viewer: browse the clips of a manifest frame by frame, with their annotations.
+"""ultrassl data viewer: browse the clips of a folder or manifest frame by frame, with their annotations.
 
-Run from the repository root::
+Start it with ``ultrassl app FOLDER_OR_MANIFEST --runs RUNS`` (:mod:`ultrassl.app`), which
+binds it to 127.0.0.1 with safe server options; the arguments after ``--`` of ``streamlit run
+apps/viewer.py -- ...`` are ``--data FOLDER``, ``--manifest CSV``, ``--runs FOLDER`` (repeatable),
+``--unmasked`` and each shown task's ``--<key>-model CKPT``.
 
-    .venv/bin/streamlit run apps/viewer.py --server.headless true -- --manifest runs/demo/data/fetal_sweeps/manifest.csv
+The page serves the data folder and the run folders it was started with and nothing else
+(:mod:`apps.serving`): a visitor picks a manifest found under the data folder, a clip of the
+folder itself (no manifest needed) or uploads one loop, and picks models among the
+checkpoints of the run folders, described by task, objective and date; no free path is
+taken, and a manifest row that points outside the served folders is not opened.
 
-Shows, for a clip picked from the manifest's readable rows: one frame at a time (read alone
-through :func:`ultrassl.io.read_clip`), the detected scan sector, the ground-truth plane of
-the frame and of the whole clip, and the sonographer's gaze (fixation circles and a density
-map). With trained models of the tasks that predict whole loops (the task registry,
-:mod:`ultrassl.downstream.tasks`: ``--plane-model`` and ``--saliency-model``, each a
-``model.ckpt`` of ``ultrassl evaluate`` or ``ultrassl fit``) it adds what each predicts for
-every frame: the predicted class on a timeline, where each class is best seen and the
-per-frame map (the class-activation map of the predicted plane, the saliency map). What the
-page offers for a task comes from the task (:class:`~ultrassl.downstream.task.ViewerSpec`). Everything outside the scan sector, where scanners burn in patient
-details, is hidden unless the user turns masking off. The refused rows are listed with their
-reasons.
+Shows, for the chosen clip: one frame at a time (read alone through
+:func:`ultrassl.io.read_clip`), the detected scan sector, the ground-truth plane of the frame
+and of the whole clip, and the sonographer's gaze (fixation circles and a density map). With
+trained models of the tasks that predict whole loops (the task registry,
+:mod:`ultrassl.downstream.tasks`) it adds what each predicts for every frame: the predicted
+class on a timeline, where each class is best seen and the per-frame map (the
+class-activation map of the predicted plane, the saliency map). What the page offers for a
+task comes from the task (:class:`~ultrassl.downstream.task.ViewerSpec`). Everything outside
+the scan sector, where scanners burn in patient details, is hidden; only a server started
+with ``--unmasked`` offers a switch to show it. Errors are one-line messages in the page.
 
-The drawing lives in :mod:`apps.overlays` and the reading in :mod:`apps.loading`; this file
-only lays out the page.
+The drawing lives in :mod:`apps.overlays`, the reading in :mod:`apps.loading` and what may
+be opened in :mod:`apps.serving`; this file only lays out the page.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import argparse
 import html
 import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +44,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from apps import loading, overlays  # noqa: E402
+from apps import loading, overlays, serving  # noqa: E402
 from ultrassl.downstream.inference import LoopPredictor  # noqa: E402
 from ultrassl.downstream.task import Task  # noqa: E402
 from ultrassl.downstream.tasks import TASKS  # noqa: E402
@@ -48,6 +56,14 @@ from ultrassl.transforms.ultrasound import LoopSector  # noqa: E402
 FRAME_CACHE_ENTRIES = 512
 #: widget keys, also used by the tests
 MANIFEST_KEY = "manifest_path"
+SOURCE_KEY = "source"
+FOLDER_CLIP_KEY = "folder_clip"
+UPLOAD_KEY = "upload"
+#: the sources of a clip offered in the sidebar
+SOURCES = ("Manifest", "Folder", "Upload")
+#: file types an upload may be: single-file loops (an .mhd header needs its raw file beside it)
+UPLOAD_TYPES = ("dcm", "dicom", "mha", "nii", "gz", "nrrd", "mp4", "avi", "mov", "mkv", "m4v", "webm")
+NO_MODEL = ""
 
 
 def viewed_tasks() -> list[Task]:
@@ -61,11 +77,14 @@ def model_key(task: Task) -> str:
 
 
 def command_line(argv: list[str] | None = None) -> argparse.Namespace:
-    """``--manifest`` and every shown task's ``--<key>-model`` (``--plane-model``,
-    ``--saliency-model``) from the arguments after ``streamlit run apps/viewer.py --``
-    (each ``""`` when absent; attributes ``manifest`` and ``<key>_model``)."""
+    """The viewer's arguments after ``streamlit run apps/viewer.py --`` (see the module
+    docstring): ``data``, ``manifest``, ``runs`` (a list), ``unmasked`` and every shown task's
+    ``<key>_model`` (``""`` when absent)."""
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--data", default="")
     parser.add_argument("--manifest", default="")
+    parser.add_argument("--runs", action="append", default=[])
+    parser.add_argument("--unmasked", action="store_true")
     for task in viewed_tasks():
         parser.add_argument(f"--{task.viewer.key}-model", default="")
     known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -75,6 +94,15 @@ def command_line(argv: list[str] | None = None) -> argparse.Namespace:
 def manifest_from_command_line(argv: list[str] | None = None) -> str:
     """``--manifest`` from the arguments after ``streamlit run apps/viewer.py --``, or ``""``."""
     return command_line(argv).manifest
+
+
+def served_folders(args: argparse.Namespace) -> serving.ServedFolders | None:
+    """The folders this server was started with: ``--data`` (else the manifest's folder) and
+    ``--runs``; None when neither a data folder nor a manifest was given."""
+    data = args.data or (str(Path(args.manifest).resolve().parent) if args.manifest else "")
+    if not data:
+        return None
+    return serving.ServedFolders.of(data, args.runs)
 
 
 def _stamp(path: str) -> tuple[int, int] | None:
@@ -174,17 +202,23 @@ def _format_spacing(info: ClipInfo) -> tuple[str, str | None]:
     return f"{row_mm:.3g} × {col_mm:.3g} mm", field
 
 
-def _sidebar_options() -> tuple[overlays.ViewOptions, int, int]:
-    """The overlay switches; returns the options, the sector window and the density window."""
+def _sidebar_options(unmasking_allowed: bool) -> tuple[overlays.ViewOptions, int, int]:
+    """The overlay switches; returns the options, the sector window and the density window.
+    Masking can be turned off only on a server started with ``--unmasked``."""
     defaults = overlays.ViewOptions()
     st.sidebar.subheader("Overlays")
-    hide = st.sidebar.toggle(
-        "Hide outside the scan sector",
-        value=defaults.hide_outside_sector,
-        key="hide_outside_sector",
-        help="Scanners burn patient details (name, dates, institution) into the image outside the "
-        "scan sector. Keep this on unless you need to see that area.",
-    )
+    if unmasking_allowed:
+        hide = st.sidebar.toggle(
+            "Hide outside the scan sector",
+            value=defaults.hide_outside_sector,
+            key="hide_outside_sector",
+            help="Scanners burn patient details (name, dates, institution) into the image outside the "
+            "scan sector. Keep this on unless you need to see that area.",
+        )
+    else:
+        hide = True
+        st.sidebar.caption("Outside the scan sector is always hidden: this server was started without "
+                           "--unmasked.")
     outline = st.sidebar.toggle("Sector outline", value=defaults.sector_outline, key="sector_outline")
     sector_frames = st.sidebar.slider(
         "Sector detection: frames over the loop", 2, 32, 16, key="sector_frames",
@@ -214,20 +248,50 @@ def _sidebar_options() -> tuple[overlays.ViewOptions, int, int]:
     return options, sector_frames, density_frames
 
 
-def _model_sidebar() -> tuple[dict[str, str], dict[str, bool], float]:
-    """The model path of every shown task (``{task: path}``, empty ones left out), whether to
-    draw each task's map, and the maps' opacity."""
-    tasks = viewed_tasks()
-    if any(model_key(task) not in st.session_state for task in tasks):
-        args = command_line()
-        for task in tasks:
-            st.session_state.setdefault(model_key(task), getattr(args, f"{task.viewer.key}_model"))
+@st.cache_data(max_entries=2048, show_spinner=False)
+def cached_checkpoint_entry(path: str, stamp: tuple[int, int] | None,
+                            _served: serving.ServedFolders) -> serving.CheckpointEntry | None:
+    # _served is not part of the key: it is fixed for the server's lifetime
+    return serving.describe_checkpoint(path, _served)
+
+
+def model_choices(task: Task, served: serving.ServedFolders) -> dict[str, str]:
+    """``{checkpoint path: label}`` of the task's models under the run folders, newest first."""
+    choices = {}
+    for path in serving.find_checkpoints(served.runs):
+        entry = cached_checkpoint_entry(str(path), _stamp(str(path)), served)
+        if entry is not None and entry.task == task.name:
+            choices[entry.path] = entry.label
+    return choices
+
+
+def _model_sidebar(served: serving.ServedFolders, args: argparse.Namespace,
+                   notes: list[str]) -> tuple[dict[str, str], dict[str, bool], float]:
+    """The model chosen for every shown task among the checkpoints of the run folders
+    (``{task: path}``, tasks without one left out), whether to draw each task's map, and the
+    maps' opacity."""
     st.sidebar.subheader("Models")
-    paths = {task.name: st.sidebar.text_input(task.viewer.model_label, key=model_key(task),
-                                              help=task.viewer.model_help).strip() for task in tasks}
+    if not served.runs:
+        st.sidebar.caption("No run folder was given at start (ultrassl app ... --runs RUNS).")
+    paths = {}
+    for task in viewed_tasks():
+        choices = {NO_MODEL: "(none)", **model_choices(task, served)}
+        given = getattr(args, f"{task.viewer.key}_model")
+        if given and model_key(task) not in st.session_state:
+            if served.contains(given) and given not in choices:
+                choices[given] = f"{Path(given).name} (from the command line)"
+            if given in choices:
+                st.session_state[model_key(task)] = given
+            else:
+                notes.append(f"{task.viewer.model_label} from the command line not offered: it is outside the "
+                             "folders this app serves.")
+        if st.session_state.get(model_key(task), NO_MODEL) not in choices:
+            st.session_state[model_key(task)] = NO_MODEL
+        paths[task.name] = st.sidebar.selectbox(task.viewer.model_label, list(choices), key=model_key(task),
+                                                format_func=choices.get, help=task.viewer.model_help)
     show = {task.name: st.sidebar.toggle(task.viewer.map_label, value=True, key=task.viewer.map_key,
                                          disabled=not paths[task.name], help=task.viewer.map_help)
-            and bool(paths[task.name]) for task in tasks}
+            and bool(paths[task.name]) for task in viewed_tasks()}
     alpha = st.sidebar.slider("Model map opacity", 0.1, 1.0, 0.6, 0.05, key="model_alpha",
                               disabled=not any(paths.values()))
     return {name: path for name, path in paths.items() if path}, show, alpha
@@ -243,7 +307,7 @@ def _predictions(models: dict[str, str], clip_path: str, clip_stamp, n_frames: i
     for task, model_path in models.items():
         try:
             prediction = cached_prediction(model_path, _stamp(model_path), clip_path, clip_stamp)
-        except (UltrasslError, OSError) as exc:
+        except (UltrasslError, OSError, ValueError) as exc:
             notes.append(f"{_title(task).capitalize()} model not shown: {loading.describe_error(exc)}")
             continue
         if prediction["task"] != task:
@@ -275,32 +339,124 @@ def _manifest_tables(ok: pd.DataFrame, refused: pd.DataFrame) -> None:
             st.caption("The indexer refused no file.")
 
 
+@st.cache_data(max_entries=4, show_spinner="Looking for manifests...")
+def cached_manifests(folder: str) -> list[str]:
+    return [str(p) for p in serving.find_manifests(Path(folder))]
+
+
+@st.cache_data(max_entries=4, show_spinner="Looking for clips...")
+def cached_loops(folder: str) -> list[str]:
+    return serving.find_loops(Path(folder))
+
+
+def _upload_folder() -> Path:
+    """This visitor's private folder for uploads (mode 0700, removed with the server's temp files)."""
+    if "upload_dir" not in st.session_state:
+        st.session_state["upload_dir"] = tempfile.mkdtemp(prefix="ultrassl-upload-")
+    return Path(st.session_state["upload_dir"])
+
+
+def _saved_upload(upload) -> str:
+    """The uploaded loop written to this visitor's upload folder under a neutral name (an
+    uploaded file's name may carry the patient's); returns its path."""
+    name = upload.name.lower()
+    suffix = ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+    path = _upload_folder() / f"uploaded_loop{suffix}"
+    marker = (upload.file_id, upload.size)
+    if st.session_state.get("upload_saved") != marker:
+        for old in _upload_folder().iterdir():
+            old.unlink()
+        path.write_bytes(upload.getbuffer())
+        st.session_state["upload_saved"] = marker
+    return str(path)
+
+
+def _single_clip(path: str, name: str) -> pd.DataFrame:
+    """A one-row table for a clip opened without a manifest (no annotations)."""
+    return pd.DataFrame([{"clip": name, "path": path, "n_frames": 0}])
+
+
+def _choose_source(served: serving.ServedFolders, args: argparse.Namespace):
+    """The sidebar's source of clips: ``(ok, refused, manifest_path or "")``, or None when the
+    page has nothing to show yet (it says why)."""
+    manifests = cached_manifests(str(served.data))
+    given = str(Path(args.manifest).resolve()) if args.manifest else ""
+    if given and given not in manifests and served.contains(given) and Path(given).is_file():
+        manifests = [given, *manifests]
+    if SOURCE_KEY not in st.session_state:
+        st.session_state[SOURCE_KEY] = SOURCES[0] if manifests else SOURCES[1]
+    source = st.sidebar.radio("Open", SOURCES, key=SOURCE_KEY, horizontal=True,
+                              help="A manifest found under the served folder, any clip of the folder "
+                              "(no manifest needed), or one loop uploaded from your computer.")
+    base = served.data
+    if source == "Manifest":
+        if not manifests:
+            st.info(f"No manifest under the served folder; open a clip of the folder or upload one.")
+            return None
+        if st.session_state.get(MANIFEST_KEY) not in manifests:
+            st.session_state[MANIFEST_KEY] = given if given in manifests else manifests[0]
+        manifest_path = st.sidebar.selectbox(
+            "Manifest", manifests, key=MANIFEST_KEY,
+            format_func=lambda p: loading.relative_name(p, base))
+        ok, refused = cached_manifest(manifest_path, _stamp(manifest_path))
+        ok, outside = loading.split_served(ok, served)
+        if len(outside):
+            st.sidebar.caption(f"{len(outside)} rows of this manifest point outside the served folders and are "
+                               "not opened.")
+        return ok, refused, manifest_path
+    if source == "Folder":
+        loops = cached_loops(str(served.data))
+        if not loops:
+            st.info("No clip a reader can open under the served folder.")
+            return None
+        if st.session_state.get(FOLDER_CLIP_KEY) not in loops:
+            st.session_state[FOLDER_CLIP_KEY] = loops[0]
+        path = st.sidebar.selectbox("Clip of the folder", loops, key=FOLDER_CLIP_KEY,
+                                    format_func=lambda p: loading.relative_name(p, base))
+        return _single_clip(path, loading.relative_name(path, base)), loading.no_rows(), ""
+    upload = st.sidebar.file_uploader("Upload one loop (DICOM, MHA/NIfTI, mp4/avi)", type=list(UPLOAD_TYPES),
+                                      key=UPLOAD_KEY)
+    if upload is None:
+        st.info("Upload a loop in the sidebar: it is kept in this server's memory and temporary folder for "
+                "this visit only.")
+        return None
+    return _single_clip(_saved_upload(upload), "uploaded loop"), loading.no_rows(), ""
+
+
 def main() -> None:
     st.set_page_config(page_title="ultrassl data viewer", layout="wide")
     st.title("ultrassl data viewer")
-    if MANIFEST_KEY not in st.session_state:
-        st.session_state[MANIFEST_KEY] = manifest_from_command_line()
-    manifest_path = st.sidebar.text_input("Manifest CSV", key=MANIFEST_KEY).strip()
-    if not manifest_path:
-        st.info("Enter the path of a manifest CSV (made by `ultrassl data index` or `make demo`) in the sidebar.")
+    args = command_line()
+    served = served_folders(args)
+    if served is None:
+        st.info("Start the viewer with a folder or manifest to serve: `ultrassl app FOLDER --runs RUNS`.")
         return
+    if "upload_dir" in st.session_state:
+        served = served.with_extra(st.session_state["upload_dir"])
     try:
-        ok, refused = cached_manifest(manifest_path, _stamp(manifest_path))
-    except (UltrasslError, OSError) as exc:
+        chosen = _choose_source(served, args)
+    except (UltrasslError, OSError, ValueError) as exc:
         st.error(loading.describe_error(exc))
         return
-    st.sidebar.caption(f"{len(ok)} readable clips, {len(refused)} refused (listed below the frame).")
+    if chosen is None:
+        return
+    ok, refused, manifest_path = chosen
+    if manifest_path:
+        st.sidebar.caption(f"{len(ok)} readable clips, {len(refused)} refused (listed below the frame).")
     if not len(ok):
-        st.warning("The manifest lists no readable clip.")
+        st.warning("The manifest lists no readable clip in the served folders.")
         _manifest_tables(ok, refused)
         return
 
     rows = {row["clip"]: row for _, row in ok.iterrows()}
-    clip_name = st.sidebar.selectbox(
-        "Clip", list(rows), format_func=lambda name: _clip_title(rows[name]), key=f"clip::{manifest_path}"
-    )
-    options, sector_frames, density_frames = _sidebar_options()
-    models, show_maps, model_alpha = _model_sidebar()
+    clip_name = next(iter(rows))
+    if manifest_path:
+        clip_name = st.sidebar.selectbox(
+            "Clip", list(rows), format_func=lambda name: _clip_title(rows[name]), key=f"clip::{manifest_path}"
+        )
+    options, sector_frames, density_frames = _sidebar_options(args.unmasked)
+    notes: list[str] = []
+    models, show_maps, model_alpha = _model_sidebar(served, args, notes)
     row = rows[clip_name]
     path = row["path"]
 
@@ -336,7 +492,10 @@ def main() -> None:
         return
 
     labels = class_names = None
-    notes = []
+    for column, what in (("frame_labels", "Frame labels"), ("fixations", "Fixations")):
+        if loading.has_sidecar(row, column) and not served.contains(row[column]):
+            notes.append(f"{what} not shown: the manifest names a file outside the folders this app serves.")
+            row = row.drop(column)
     if loading.has_sidecar(row, "frame_labels"):
         try:
             classes = loading.plane_classes(manifest_path)
@@ -344,13 +503,13 @@ def main() -> None:
                 row["frame_labels"], n_frames, None if classes is None else tuple(classes),
                 _stamp(row["frame_labels"]),
             )
-        except (UltrasslError, OSError) as exc:
+        except (UltrasslError, OSError, ValueError) as exc:
             notes.append(f"Frame labels not shown: {loading.describe_error(exc)}")
     fixations: dict[int, np.ndarray] | None = None
     if loading.has_sidecar(row, "fixations"):
         try:
             fixations = cached_fixations(row["fixations"], _stamp(row["fixations"]))
-        except (UltrasslError, OSError) as exc:
+        except (UltrasslError, OSError, ValueError) as exc:
             notes.append(f"Fixations not shown: {loading.describe_error(exc)}")
 
     gaze = fixations or {}
@@ -420,8 +579,21 @@ def main() -> None:
 
     _manifest_tables(ok, refused)
     with st.expander("File facts (non-identifying header fields the reader keeps)"):
-        st.caption(f"{info.format} · {path}")
+        st.caption(f"{info.format} · {clip_name}")
         st.json(info.metadata, expanded=1)
 
 
-main()
+def guarded_main() -> None:
+    """:func:`main`, with any unexpected error turned into one line in the page; the
+    traceback goes to the server's terminal only (the app starts with error details off)."""
+    try:
+        main()
+    except Exception as exc:  # noqa: BLE001 - the page's last line of defence
+        if type(exc).__module__.startswith("streamlit"):
+            raise  # Streamlit's own control flow (rerun, stop)
+        traceback.print_exc(file=sys.stderr)
+        st.error(f"The page stopped on an unexpected {type(exc).__name__}; the details are in the server's "
+                 "terminal.")
+
+
+guarded_main()

@@ -21,6 +21,7 @@ modules, or a top-level package of the repository):
 9. ``synth``: the simulator, which only needs the data layer's plane names; nothing below it
    depends on it;
 10. ``benchmark``: the transfer benchmark, which simulates its data and runs the tasks;
+    ``app``: the command that starts the inspection app (it imports nothing of the package);
 11. the programs: ``ultrassl.cli`` (the command), ``ultrassl.demo``, ``data_tools`` (adds
     ``ultrassl data`` through an entry point, so the command does not import it) and
     ``apps``; none imports another.
@@ -47,7 +48,7 @@ LAYERS: list[set[str]] = [
     {"ultrassl.objectives"},
     {"ultrassl.downstream"},
     {"ultrassl.synth"},
-    {"ultrassl.benchmark"},
+    {"ultrassl.benchmark", "ultrassl.app"},
     {"ultrassl.cli", "ultrassl.demo", "data_tools", "apps"},
 ]
 LAYER_OF = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}

@@ -6,6 +6,8 @@
   (:mod:`ultrassl.downstream.evaluate`);
 * ``ultrassl benchmark ...``: the transfer benchmark over objectives, tasks, label fractions
   and seeds (:mod:`ultrassl.benchmark.cli`);
+* ``ultrassl app [FOLDER or MANIFEST]``: the inspection app, bound to 127.0.0.1
+  (:mod:`ultrassl.app`);
 * commands of other installed packages, declared as entry points of the group
   ``ultrassl.commands`` (``name = "module:main"``, ``main(argv) -> exit status``): this
   project's ``pyproject.toml`` declares ``ultrassl data {index,synth} ...`` of
@@ -30,6 +32,7 @@ USAGE = """usage: ultrassl COMMAND ...
   predict   run a model over data
   evaluate  transfer a checkpoint to downstream tasks beside random init  (ultrassl evaluate --help)
   benchmark every objective against random init on every task, over seeds  (ultrassl benchmark --help)
+  app       the inspection app for a folder or manifest, on this machine only  (ultrassl app --help)
 
   ultrassl fit --help      every option; ultrassl fit -c CONFIG --print_config  the resolved config"""
 
@@ -53,13 +56,17 @@ def main(argv: list[str] | None = None) -> int:
         from ultrassl.benchmark.cli import main as benchmark_main
 
         return benchmark_main(args[1:])
+    if args and args[0] == "app":
+        from ultrassl.app import main as app_main
+
+        return app_main(args[1:])
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2
     from ultrassl.engine.cli import UltrasslCLI, main as engine_main
 
     if args[0] not in UltrasslCLI.subcommands():
-        available = [*contributed, *UltrasslCLI.subcommands(), "evaluate", "benchmark"]
+        available = [*contributed, *UltrasslCLI.subcommands(), "evaluate", "benchmark", "app"]
         print(f"error: unknown command {args[0]!r}; available: {', '.join(available)}", file=sys.stderr)
         return 2
     return engine_main(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,11 @@ def renders(monkeypatch) -> list[dict]:
 
     monkeypatch.setattr(overlays, "render_view", spy)
     return calls
+
+
+@pytest.fixture(autouse=True)
+def _viewer_arguments():
+    """The viewer reads its server's arguments from ``sys.argv``; each test sets its own."""
+    saved = list(sys.argv)
+    yield
+    sys.argv[:] = saved

@@ -17,10 +17,15 @@ from ultrassl.io import read_clip
 VIEWER = str(Path(__file__).resolve().parents[2] / "apps" / "viewer.py")
 
 
-def _app(manifest: Path) -> AppTest:
-    app = AppTest.from_file(VIEWER, default_timeout=60)
-    app.session_state["manifest_path"] = str(manifest)
-    return app.run()
+def _app(manifest: Path, *arguments: str) -> AppTest:
+    """The page of a server started on ``manifest`` (``ultrassl app MANIFEST ...`` passes
+    ``--data`` its folder and ``--manifest`` it), with more of its ``arguments``."""
+    sys.argv[:] = [VIEWER, "--data", str(manifest.parent), "--manifest", str(manifest), *arguments]
+    return AppTest.from_file(VIEWER, default_timeout=60).run()
+
+
+def _clips(app: AppTest):
+    return next(s for s in app.sidebar.selectbox if s.label == "Clip")
 
 
 def _metric(app: AppTest, label: str) -> str:
@@ -32,20 +37,22 @@ def _planes(manifest: Path, clip: str) -> list[str]:
     return pd.read_csv(manifest.parent / f"{stem}.planes.csv")["plane"].tolist()
 
 
-def test_manifest_comes_from_the_command_line(fetal_set, renders, monkeypatch):
-    # streamlit run apps/viewer.py -- --manifest PATH leaves the arguments after "--" in sys.argv
-    monkeypatch.setattr(sys, "argv", [VIEWER, "--manifest", str(fetal_set)])
+def test_manifest_comes_from_the_command_line(fetal_set, renders):
+    # streamlit run apps/viewer.py -- --manifest PATH leaves the arguments after "--" in sys.argv;
+    # without --data the manifest's folder is served
+    sys.argv[:] = [VIEWER, "--manifest", str(fetal_set)]
     app = AppTest.from_file(VIEWER, default_timeout=60).run()
     assert not app.exception
-    assert app.sidebar.text_input(key="manifest_path").value == str(fetal_set)
+    assert app.sidebar.selectbox(key="manifest_path").value == str(fetal_set)
     assert _metric(app, "Frames") == "12"
+    assert len(app.text_input) == 0  # no free path anywhere
 
 
-def test_without_a_manifest_the_page_asks_for_one(renders, monkeypatch):
-    monkeypatch.setattr(sys, "argv", [VIEWER])
+def test_without_a_folder_the_page_says_how_to_start_it(renders):
+    sys.argv[:] = [VIEWER]
     app = AppTest.from_file(VIEWER, default_timeout=60).run()
     assert not app.exception
-    assert "Enter the path of a manifest" in app.info[0].value
+    assert "ultrassl app FOLDER" in app.info[0].value
     assert not renders
 
 
@@ -53,7 +60,7 @@ def test_lists_clips_and_shows_the_first_frame(fetal_set, renders):
     app = _app(fetal_set)
     assert not app.exception
     assert not app.error
-    clips = app.sidebar.selectbox[0]
+    clips = _clips(app)
     assert clips.value == "sweeps/sweep_000.dcm"
     assert [o.split(" · ")[0] for o in clips.options] == ["sweeps/sweep_000.dcm", "sweeps/sweep_001.mp4"]
     assert _metric(app, "Frames") == "12"
@@ -74,7 +81,7 @@ def test_plane_label_of_the_chosen_frame_matches_the_sidecar(fetal_set, renders,
     foreground = [t for t, name in enumerate(planes) if name != "Background"]
     frames = sorted({foreground[0] if foreground else 3, len(planes) - 1})
     app = _app(fetal_set)
-    app.sidebar.selectbox[0].select(clip).run()
+    _clips(app).select(clip).run()
     for frame in frames:
         app.slider(key=f"frame::{fetal_set.parent / clip}").set_value(frame).run()
         assert not app.exception
@@ -83,9 +90,10 @@ def test_plane_label_of_the_chosen_frame_matches_the_sidecar(fetal_set, renders,
     assert foreground, "the simulated set should hold at least one standard plane"
 
 
-def test_outside_of_the_sector_is_hidden_by_default(fetal_set, renders):
+def test_outside_of_the_sector_is_hidden_and_a_visitor_cannot_unhide_it(fetal_set, renders):
     app = _app(fetal_set)
-    assert app.sidebar.toggle(key="hide_outside_sector").value is True
+    assert "hide_outside_sector" not in [t.key for t in app.sidebar.toggle]
+    assert any("started without --unmasked" in c.value for c in app.sidebar.caption)
     call = renders[-1]
     frame, sector, image, scale = call["frame"], call["sector"], call["image"], call["scale"]
     assert call["options"].hide_outside_sector
@@ -102,8 +110,9 @@ def test_outside_of_the_sector_is_hidden_by_default(fetal_set, renders):
     assert "hidden" in " ".join(c.value for c in app.caption)
 
 
-def test_turning_masking_off_shows_the_text_with_a_warning(fetal_set, renders):
-    app = _app(fetal_set)
+def test_a_server_started_unmasked_lets_masking_be_turned_off_with_a_warning(fetal_set, renders):
+    app = _app(fetal_set, "--unmasked")
+    assert app.sidebar.toggle(key="hide_outside_sector").value is True  # still on until turned off
     app.sidebar.toggle(key="hide_outside_sector").set_value(False).run()
     assert not app.exception
     assert any("burned-in text" in w.value for w in app.warning)
@@ -124,7 +133,7 @@ def test_refused_rows_are_listed_with_their_reasons(fetal_set, renders):
     assert refused["error"].iloc[0].startswith("CorruptFileError")
 
 
-def test_density_overlay_and_a_bad_manifest_path(fetal_set, renders, tmp_path):
+def test_density_overlay(fetal_set, renders):
     clip = "sweeps/sweep_000.dcm"
     looked_at = pd.read_csv(fetal_set.parent / "sweeps" / "sweep_000.fixations.csv")["frame"]
     assert len(looked_at), "the simulated sweep should hold fixations"
@@ -134,9 +143,6 @@ def test_density_overlay_and_a_bad_manifest_path(fetal_set, renders, tmp_path):
     assert not app.exception
     call = renders[-1]
     assert call["options"].density and len(call["density_xy"]) >= 1
-    app.sidebar.text_input(key="manifest_path").input(str(tmp_path / "missing.csv")).run()
-    assert not app.exception
-    assert "no such manifest file" in app.error[0].value
 
 
 def test_a_broken_sidecar_is_reported_and_the_frame_still_shown(fetal_set, renders, tmp_path):

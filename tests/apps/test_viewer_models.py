@@ -49,10 +49,14 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 def _with_models(manifest: Path, plane: Path | None, saliency: Path | None = None) -> AppTest:
-    app = AppTest.from_file(VIEWER, default_timeout=120)
-    app.session_state["manifest_path"] = str(manifest)
-    app.session_state["plane_model_path"] = str(plane or "")
-    app.session_state["saliency_model_path"] = str(saliency or "")
+    """The page of a server started on ``manifest`` with the models' folder as its run folder,
+    with the given models picked."""
+    runs = (plane or saliency).parent
+    sys.argv[:] = [VIEWER, "--data", str(manifest.parent), "--manifest", str(manifest), "--runs", str(runs)]
+    app = AppTest.from_file(VIEWER, default_timeout=120).run()
+    for key, model in (("plane_model_path", plane), ("saliency_model_path", saliency)):
+        if model is not None:
+            app.sidebar.selectbox(key=key).select(str(model))
     return app.run()
 
 
@@ -92,16 +96,22 @@ def test_model_maps_are_drawn_inside_the_sector_only(fetal_set, renders, models,
     assert [call["shift"] for call in shown[2:]] == [False]
 
 
-def test_models_from_the_command_line_and_bad_model_paths(fetal_set, renders, models, monkeypatch, tmp_path):
-    monkeypatch.setattr(sys, "argv", [VIEWER, "--manifest", str(fetal_set), "--plane-model",
-                                      str(models["plane_detection"]), "--saliency-model", str(tmp_path / "none.ckpt")])
+def test_models_are_picked_by_task_from_the_run_folders(fetal_set, renders, models, monkeypatch, tmp_path):
+    runs = models["plane_detection"].parent
+    sys.argv[:] = [VIEWER, "--manifest", str(fetal_set), "--runs", str(runs), "--plane-model",
+                   str(models["plane_detection"]), "--saliency-model", str(tmp_path / "elsewhere.ckpt")]
     app = AppTest.from_file(VIEWER, default_timeout=120).run()
     assert not app.exception
-    assert app.sidebar.text_input(key="plane_model_path").value == str(models["plane_detection"])
+    plane_box, saliency_box = (app.sidebar.selectbox(key=k) for k in ("plane_model_path", "saliency_model_path"))
+    assert plane_box.value == str(models["plane_detection"])
     assert "Plane (model)" in [m.label for m in app.metric]
-    assert any("Saliency model not shown: CheckpointError" in w.value and "none.ckpt" in w.value for w in app.warning)
-    # a model of the other task in the wrong box is named, not run as the wrong thing
-    app = _with_models(fetal_set, models["saliency"])
-    assert not app.exception
-    assert any("is a saliency model, not a plane detection one" in w.value for w in app.warning)
-    assert "Plane (model)" not in [m.label for m in app.metric]
+    # each box offers the models of its task only, described by task, encoder and date
+    assert plane_box.options[0] == "(none)" and len(plane_box.options) == 2
+    assert plane_box.options[1].startswith("plane detection (finetune) · random init · ")
+    assert len(saliency_box.options) == 2 and saliency_box.value == ""
+    label = saliency_box.options[1]
+    assert label.startswith("saliency (finetune) · random init · ") and "saliency.ckpt" in label
+    # a model path from the command line outside the served folders is not opened, and says so
+    assert any("Saliency model from the command line not offered: it is outside the folders" in w.value
+               for w in app.warning)
+    assert not any("elsewhere.ckpt" in w.value for w in app.warning)
