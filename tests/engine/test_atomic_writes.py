@@ -3,6 +3,8 @@ leaves the previous file whole and no partial file behind."""
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 import torch
@@ -54,14 +56,16 @@ def test_a_manifest_write_that_dies_leaves_the_previous_manifest(tmp_path, monke
     path = write_manifest(rows, tmp_path / "manifest.csv")
     before = path.read_bytes()
 
-    def dies(self, *args, **kwargs):
+    def dies(*args, **kwargs):
         raise Killed()
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", dies)
+    # killed after the new rows were written to the temporary file, before it replaced the manifest
+    monkeypatch.setattr(os, "replace", dies)
     with pytest.raises(Killed):
         write_manifest(rows.iloc[:2], path)
     monkeypatch.undo()
     assert path.read_bytes() == before and len(read_manifest(path)) == 4
+    # no temporary file left; the integrity sidecar is gone (removed before the write), never stale
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.csv"]
 
 
