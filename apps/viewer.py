@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from apps import loading, overlays, serving  # noqa: E402
+from apps import loading, overlays, pretext, serving  # noqa: E402
 from ultrassl.downstream.inference import LoopPredictor  # noqa: E402
 from ultrassl.downstream.task import Task  # noqa: E402
 from ultrassl.downstream.tasks import TASKS  # noqa: E402
@@ -577,10 +577,58 @@ def main() -> None:
         for note in notes:
             st.warning(note)
 
+    _pretext_section(row, path, stamp, unmasked=not options.hide_outside_sector)
     _manifest_tables(ok, refused)
     with st.expander("File facts (non-identifying header fields the reader keeps)"):
         st.caption(f"{info.format} · {clip_name}")
         st.json(info.metadata, expanded=1)
+
+
+@st.cache_data(max_entries=16, show_spinner="Drawing a training sample...")
+def cached_pretext(name: str, row: dict, stamp: tuple[int, int] | None, seed: int) -> list[pretext.PretextView]:
+    config = pretext.objective_configs()[name]
+    return pretext.pretext_views(pretext.pretext_sample(config, row, seed), config)
+
+
+def _pretext_section(row: pd.Series, path: str, stamp, unmasked: bool) -> None:
+    """What an objective's pipeline feeds the encoder from this clip (:mod:`apps.pretext`)."""
+    st.subheader("What a self-supervised objective is fed")
+    if not st.toggle("Draw a training sample of this clip", value=False, key="show_pretext",
+                     help="Runs the training pipeline of the objective's shipped config on this clip, as the data "
+                     "module does, and shows the clips the encoder receives with the parameters drawn."):
+        return
+    configs = pretext.objective_configs()
+    # natural-video pipelines do not mask the scan sector: offered only where unmasking is
+    modalities = {name: ((c["data"]["init_args"]["pipeline"].get("init_args") or {}).get("modality"))
+                  for name, c in configs.items()}
+    names = [name for name in configs if unmasked or modalities[name] == "ultrasound"]
+    left, right = st.columns([3, 1])
+    name = left.selectbox("Objective (configs/pretrain)", names, key="pretext_objective")
+    seed = int(right.number_input("Seed of the draw", min_value=0, max_value=2**31 - 1, value=0, step=1,
+                                  key="pretext_seed"))
+    facts = {k: row[k] for k in row.index if k in ("path", "format", "n_frames", "fps", "height", "width", "channels",
+                                                   "spacing_row_mm", "spacing_col_mm", "has_audio")}
+    if not {"format", "n_frames"} <= set(facts):  # opened without a manifest: the header gives them
+        info = cached_info(path, stamp)
+        facts = {"path": path, "format": info.format, "n_frames": info.n_frames, "fps": info.fps or float("nan"),
+                 "height": info.height, "width": info.width, "channels": info.channels,
+                 "spacing_row_mm": info.spacing_mm[0] if info.spacing_mm else float("nan"),
+                 "spacing_col_mm": info.spacing_mm[1] if info.spacing_mm else float("nan"),
+                 "has_audio": info.has_audio}
+    try:
+        views = cached_pretext(name, {k: (v.item() if hasattr(v, "item") else v) for k, v in facts.items()}, stamp,
+                               seed)
+    except (UltrasslError, ValueError) as exc:
+        st.error(loading.describe_error(exc))
+        return
+    for view in views:
+        st.markdown(f"**{html.escape(view.key)}**")
+        captions = [f"frame {i}" for i in view.frame_indices] if view.frame_indices else None
+        st.image(list(view.frames), caption=captions, width=120)
+        for note in view.notes:
+            st.caption(note)
+        with st.expander(f"{view.key}: recorded parameters"):
+            st.json(view.params, expanded=1)
 
 
 def guarded_main() -> None:
