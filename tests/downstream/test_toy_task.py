@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -39,7 +40,8 @@ def toy(monkeypatch):
 
 
 def test_a_toy_task_runs_through_evaluate_the_loop_predictor_and_the_viewer(toy, checkpoint_factory,
-                                                                           fetal_manifest_two_held_out, tmp_path):
+                                                                           fetal_manifest_two_held_out, tmp_path,
+                                                                           monkeypatch):
     config = toy_config(fetal_manifest_two_held_out)
     assert task_of_config(config) is toy
     results = evaluate_checkpoint(checkpoint_factory("order_geometry", "tiny3d"), tmp_path, tasks=["toy"],
@@ -68,12 +70,14 @@ def test_a_toy_task_runs_through_evaluate_the_loop_predictor_and_the_viewer(toy,
     assert prediction.maps.shape == (prediction.n_frames, 32, 40)
     assert torch.allclose(prediction.probabilities.sum(dim=1), torch.ones(prediction.n_frames))
 
-    app = AppTest.from_file(VIEWER, default_timeout=120)
-    app.session_state["manifest_path"] = str(fetal_manifest_two_held_out)
-    app.session_state["toy_model_path"] = str(model_path)
-    app.run()
+    # a server started on the data with the evaluation folder as its run folder, the toy model picked
+    monkeypatch.setattr(sys, "argv", [VIEWER, "--manifest", str(fetal_manifest_two_held_out), "--runs", str(tmp_path),
+                                      "--toy-model", str(model_path)])
+    app = AppTest.from_file(VIEWER, default_timeout=120).run()
     assert not app.exception and not app.warning
-    assert app.sidebar.text_input(key="toy_model_path").value == str(model_path)
+    box = app.sidebar.selectbox(key="toy_model_path")
+    assert box.value == str(model_path)
+    assert len(box.options) == 3 and all(o.startswith("toy (finetune)") for o in box.options[1:])
     first = int(prediction.probabilities[0].argmax())
     assert next(m.value for m in app.metric if m.label == "Toy class (model)") == CLASSES[first]
     assert any(image.captions[0].startswith("Predicted toy class of every frame") for image in app.image)
