@@ -33,6 +33,7 @@ import html
 import os
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -44,7 +45,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from apps import loading, overlays, pretext, serving  # noqa: E402
+from apps import embedding, loading, overlays, pretext, serving  # noqa: E402
 from ultrassl.downstream.inference import LoopPredictor  # noqa: E402
 from ultrassl.downstream.task import Task  # noqa: E402
 from ultrassl.downstream.tasks import TASKS  # noqa: E402
@@ -59,6 +60,8 @@ MANIFEST_KEY = "manifest_path"
 SOURCE_KEY = "source"
 FOLDER_CLIP_KEY = "folder_clip"
 UPLOAD_KEY = "upload"
+#: a frame to open, set by a click in the embedding view and applied on the next run
+OPEN_REQUEST_KEY = "open_request"
 #: the sources of a clip offered in the sidebar
 SOURCES = ("Manifest", "Folder", "Upload")
 #: file types an upload may be: single-file loops (an .mhd header needs its raw file beside it)
@@ -409,6 +412,9 @@ def _choose_source(served: serving.ServedFolders, args: argparse.Namespace):
         if not loops:
             st.info("No clip a reader can open under the served folder.")
             return None
+        request = st.session_state.get(OPEN_REQUEST_KEY)
+        if request and request["path"] in loops:
+            st.session_state[FOLDER_CLIP_KEY] = request["path"]
         if st.session_state.get(FOLDER_CLIP_KEY) not in loops:
             st.session_state[FOLDER_CLIP_KEY] = loops[0]
         path = st.sidebar.selectbox("Clip of the folder", loops, key=FOLDER_CLIP_KEY,
@@ -450,6 +456,9 @@ def main() -> None:
 
     rows = {row["clip"]: row for _, row in ok.iterrows()}
     clip_name = next(iter(rows))
+    request = st.session_state.get(OPEN_REQUEST_KEY)
+    if manifest_path and request and request["clip"] in rows:
+        st.session_state[f"clip::{manifest_path}"] = request["clip"]
     if manifest_path:
         clip_name = st.sidebar.selectbox(
             "Clip", list(rows), format_func=lambda name: _clip_title(rows[name]), key=f"clip::{manifest_path}"
@@ -480,7 +489,11 @@ def main() -> None:
 
     frame_index = 0
     if n_frames > 1:
-        frame_index = st.slider("Frame", 0, n_frames - 1, 0, key=f"frame::{path}")
+        if request and request["path"] == path and 0 <= request["frame"] < n_frames:
+            st.session_state[f"frame::{path}"] = request["frame"]
+        start = {} if f"frame::{path}" in st.session_state else {"value": 0}
+        frame_index = st.slider("Frame", 0, n_frames - 1, key=f"frame::{path}", **start)
+    st.session_state.pop(OPEN_REQUEST_KEY, None)
     try:
         frame = cached_frame(path, frame_index, stamp)
         sector = None
@@ -578,6 +591,7 @@ def main() -> None:
             st.warning(note)
 
     _pretext_section(row, path, stamp, unmasked=not options.hide_outside_sector)
+    _embedding_section(ok, served, manifest_path)
     _manifest_tables(ok, refused)
     with st.expander("File facts (non-identifying header fields the reader keeps)"):
         st.caption(f"{info.format} · {clip_name}")
@@ -629,6 +643,84 @@ def _pretext_section(row: pd.Series, path: str, stamp, unmasked: bool) -> None:
             st.caption(note)
         with st.expander(f"{view.key}: recorded parameters"):
             st.json(view.params, expanded=1)
+
+
+def _embedding_section(clips: pd.DataFrame, served: serving.ServedFolders, manifest_path: str) -> None:
+    """Every clip's frames embedded with a chosen checkpoint, in 2D; a click opens a frame."""
+    st.subheader("How an encoder organises these clips")
+    if not st.toggle("Embed the clips", value=False, key="show_embedding",
+                     help="Runs a checkpoint's encoder over frames spread through every clip and projects the "
+                     "features to 2D; click a point to open that frame."):
+        return
+    entries = {}
+    for path in serving.find_checkpoints(served.runs):
+        entry = cached_checkpoint_entry(str(path), _stamp(str(path)), served)
+        if entry is not None:
+            entries[entry.path] = entry.label
+    if not entries:
+        st.info("No checkpoint under the run folders (ultrassl app ... --runs RUNS).")
+        return
+    columns = st.columns([3, 1, 1])
+    checkpoint = columns[0].selectbox("Encoder of", list(entries), format_func=entries.get, key="embedding_checkpoint")
+    methods = ["PCA", "UMAP"] if embedding.umap_available() else ["PCA"]
+    method = columns[1].radio("Projection", methods, key="embedding_method", horizontal=True)
+    per_clip = int(columns[2].number_input("Frames per clip", 1, 64, embedding.DEFAULT_FRAMES_PER_CLIP,
+                                           key="embedding_frames"))
+    key = (checkpoint, _stamp(checkpoint), method, per_clip, tuple(clips["path"]))
+    stored = st.session_state.get("embedding")
+    if stored is None or stored[0] != key:
+        if not st.button(f"Embed {len(clips)} clips", key="embedding_run"):
+            return
+        bar = st.progress(0.0, text="Embedding...")
+        started = time.perf_counter()
+
+        def progress(done: int, total: int) -> None:
+            left = (time.perf_counter() - started) / done * (total - done)
+            bar.progress(done / total, text=f"Embedding: {done} of {total} clips, about {left:.0f} s left")
+
+        classes = loading.plane_classes(manifest_path) if manifest_path else None
+
+        def planes(row: pd.Series, n_frames: int):
+            if not loading.has_sidecar(row, "frame_labels") or not served.contains(row["frame_labels"]):
+                return None
+            try:
+                labels, names = cached_labels(row["frame_labels"], n_frames, None if classes is None else tuple(classes),
+                                              _stamp(row["frame_labels"]))
+            except (UltrasslError, OSError, ValueError):
+                return None
+            return [names[i] for i in labels]
+
+        try:
+            model = embedding.embedding_model(checkpoint)
+            result = embedding.embed_clips(model, clips, per_clip, method, planes, progress)
+        except (UltrasslError, OSError, ValueError) as exc:
+            bar.empty()
+            st.error(loading.describe_error(exc))
+            return
+        bar.empty()
+        st.session_state["embedding"] = stored = (key, result)
+    result = stored[1]
+    table = result.table
+    colour_options = [c for c in ("plane", "subject", "split", "label", "clip") if c in table.columns]
+    colour = st.radio("Colour by", colour_options, key="embedding_colour", horizontal=True)
+    import altair as alt
+
+    chart = alt.Chart(table).mark_circle(size=60).encode(
+        x=alt.X("x", title=f"{result.method} 1" + (f" ({result.explained[0]:.0%})" if result.explained else "")),
+        y=alt.Y("y", title=f"{result.method} 2" + (f" ({result.explained[1]:.0%})" if result.explained else "")),
+        color=alt.Color(colour, type="nominal"), tooltip=["clip", "frame", *colour_options],
+    ).add_params(alt.selection_point(name="picked", fields=["clip", "path", "frame"]))
+    event = st.altair_chart(chart, on_select="rerun", key="embedding_chart")
+    st.caption(f"{len(table)} frames of {table['clip'].nunique()} clips" + (
+        f"; {len(result.left_out)} clips could not be read and are left out" if result.left_out else ""))
+    picked = ((event or {}).get("selection") or {}).get("picked") or []
+    if picked:
+        point = picked[0]
+        request = {"clip": point.get("clip"), "path": point.get("path"), "frame": int(point.get("frame", 0))}
+        if st.session_state.get("last_pick") != request:
+            st.session_state["last_pick"] = request
+            st.session_state[OPEN_REQUEST_KEY] = request
+            st.rerun()
 
 
 def guarded_main() -> None:

@@ -6,12 +6,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from apps import overlays
 from ultrassl.data.indexing import index_folder
 from tests.media import truncate_file
 from ultrassl.data.manifest import write_manifest
 from ultrassl.synth import synthesize_fetal_sweeps
+from tests.downstream.helpers import TINY3D, loader_of, plane_batch, quick_trainer, saliency_batch
+from ultrassl.data.planes import PLANE_CLASSES
+from ultrassl.downstream.plane_detection import PlaneDetection
+from ultrassl.downstream.saliency import SaliencyPrediction
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +51,33 @@ def _viewer_arguments():
     saved = list(sys.argv)
     yield
     sys.argv[:] = saved
+
+
+def _pipeline(class_path: str) -> dict:
+    return {"class_path": class_path,
+            "init_args": {"modality": "ultrasound", "in_channels": 1, "size": [32, 40], "clip_frames": 2}}
+
+
+def _trained(path: Path, task: str) -> Path:
+    """A tiny model of ``task``, one step on random batches, saved with its pipeline."""
+    torch.manual_seed(0)
+    if task == "plane_detection":
+        pipeline = _pipeline("ultrassl.pipelines.plane_detection.PlaneDetectionPipeline")
+        model = PlaneDetection(init="random", class_names=list(PLANE_CLASSES), class_weights=None, pipeline=pipeline,
+                               **TINY3D)
+        batch = plane_batch(classes=len(PLANE_CLASSES))
+    else:
+        model = SaliencyPrediction(init="random", n_splits=3, pipeline=_pipeline("ultrassl.pipelines.saliency.SaliencyPipeline"),
+                                   **TINY3D)
+        batch = saliency_batch()
+    trainer = quick_trainer(1, limit_val_batches=0)
+    trainer.fit(model, loader_of(batch, 1))
+    trainer.save_checkpoint(path, weights_only=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny trained plane-detection and saliency model, in one folder (a run folder to serve)."""
+    root = tmp_path_factory.mktemp("models")
+    return {task: _trained(root / f"{task}.ckpt", task) for task in ("plane_detection", "saliency")}

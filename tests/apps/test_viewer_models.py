@@ -6,46 +6,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from apps import overlays
 from tests.apps.test_viewer import VIEWER, _metric
-from tests.downstream.helpers import TINY3D, loader_of, plane_batch, quick_trainer, saliency_batch
 from ultrassl.downstream.inference import LoopPredictor
-from ultrassl.downstream.plane_detection import PlaneDetection
-from ultrassl.downstream.saliency import SaliencyPrediction
 from ultrassl.data.planes import PLANE_CLASSES
-
-
-def _pipeline(class_path: str) -> dict:
-    return {"class_path": class_path,
-            "init_args": {"modality": "ultrasound", "in_channels": 1, "size": [32, 40], "clip_frames": 2}}
-
-
-def _trained(path: Path, task: str) -> Path:
-    """A tiny model of ``task``, one step on random batches, saved with its pipeline."""
-    torch.manual_seed(0)
-    if task == "plane_detection":
-        pipeline = _pipeline("ultrassl.pipelines.plane_detection.PlaneDetectionPipeline")
-        model = PlaneDetection(init="random", class_names=list(PLANE_CLASSES), class_weights=None, pipeline=pipeline,
-                               **TINY3D)
-        batch = plane_batch(classes=len(PLANE_CLASSES))
-    else:
-        model = SaliencyPrediction(init="random", n_splits=3, pipeline=_pipeline("ultrassl.pipelines.saliency.SaliencyPipeline"),
-                                   **TINY3D)
-        batch = saliency_batch()
-    trainer = quick_trainer(1, limit_val_batches=0)
-    trainer.fit(model, loader_of(batch, 1))
-    trainer.save_checkpoint(path, weights_only=True)
-    return path
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("models")
-    return {task: _trained(root / f"{task}.ckpt", task) for task in ("plane_detection", "saliency")}
 
 
 def _with_models(manifest: Path, plane: Path | None, saliency: Path | None = None) -> AppTest:
