@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from apps import embedding, loading, overlays, pretext, serving  # noqa: E402
+from apps import cine, embedding, loading, overlays, pretext, serving  # noqa: E402
 from ultrassl.downstream.inference import LoopPredictor  # noqa: E402
 from ultrassl.downstream.task import Task  # noqa: E402
 from ultrassl.downstream.tasks import TASKS  # noqa: E402
@@ -545,6 +545,12 @@ def main() -> None:
             st.caption("Outside the scan sector is hidden: scanners burn patient details into that area.")
         else:
             st.warning("Masking is off: burned-in text outside the scan sector is shown and may identify the patient.")
+        _exports(image, frame_index, n_frames, labels, class_names, predictions)
+        if n_frames > 1 and st.toggle("Play the loop", value=False, key="play_cine",
+                                      help="The frames as shown here (masked, with the gaze overlays), at the "
+                                      "file's frame rate, looped."):
+            st.video(cached_movie(path, stamp, options, sector_frames, info.fps), format="video/mp4", loop=True,
+                     autoplay=True, muted=True)
         if labels is not None:
             colours = overlays.class_colours(class_names)
             strip = overlays.plane_timeline(labels, colours, current=frame_index, width=image.shape[1])
@@ -602,6 +608,43 @@ def main() -> None:
 def cached_pretext(name: str, row: dict, stamp: tuple[int, int] | None, seed: int) -> list[pretext.PretextView]:
     config = pretext.objective_configs()[name]
     return pretext.pretext_views(pretext.pretext_sample(config, row, seed), config)
+
+
+@st.cache_data(max_entries=4, show_spinner="Making the movie...")
+def cached_movie(path: str, stamp, options: overlays.ViewOptions, sector_frames: int, fps: float | None) -> bytes:
+    """The loop as the page shows it (masked, without model maps), as mp4 bytes, kept in memory."""
+    info = cached_info(path, stamp)
+    indices = cine.movie_frame_indices(info.n_frames)
+    frames = read_clip(path, indices.tolist(), info=info).frames
+    sector = loop_sector(sector_frames)(path, info) if options.hide_outside_sector or options.sector_outline else None
+    plain = overlays.ViewOptions(hide_outside_sector=options.hide_outside_sector,
+                                 sector_outline=options.sector_outline, fixations=False, density=False)
+    scale = max(1, overlays.display_scale(info.width) // 2)
+    shown = np.stack([overlays.render_view(frame, plain, sector, None, None, scale) for frame in frames])
+    rate = fps * len(indices) / info.n_frames if fps else None  # subsampled loops keep their duration
+    return cine.loop_movie(shown, rate)
+
+
+def _exports(image: np.ndarray, frame_index: int, n_frames: int, labels, class_names,
+             predictions: dict[str, dict]) -> None:
+    """Download buttons: the view as shown (PNG) and, with labels or models, a table per frame."""
+    import cv2
+
+    left, right = st.columns(2)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if ok:
+        left.download_button("Download this view (PNG)", png.tobytes(), file_name=f"frame_{frame_index:05d}.png",
+                             mime="image/png", key="download_view")
+    table = pd.DataFrame({"frame": np.arange(n_frames)})
+    if labels is not None:
+        table["plane_true"] = [class_names[int(i)] for i in labels]
+    for task, prediction in _classified(predictions):
+        probabilities = prediction["probabilities"]
+        table[f"{task}_predicted"] = [prediction["class_names"][int(i)] for i in probabilities.argmax(axis=1)]
+        table[f"{task}_probability"] = probabilities.max(axis=1).round(4)
+    if len(table.columns) > 1:
+        right.download_button("Download the frame table (CSV)", table.to_csv(index=False).encode(),
+                              file_name="frames.csv", mime="text/csv", key="download_table")
 
 
 def _pretext_section(row: pd.Series, path: str, stamp, unmasked: bool) -> None:
