@@ -712,7 +712,7 @@ def _embedding_section(clips: pd.DataFrame, served: serving.ServedFolders, manif
     key = (checkpoint, _stamp(checkpoint), method, per_clip, tuple(clips["path"]))
     stored = st.session_state.get("embedding")
     if stored is None or stored[0] != key:
-        if not st.button(f"Embed {len(clips)} clips", key="embedding_run"):
+        if not st.button(f"Embed {len(clips)} clip{'s' if len(clips) != 1 else ''}", key="embedding_run"):
             return
         bar = st.progress(0.0, text="Embedding...")
         started = time.perf_counter()
@@ -754,7 +754,8 @@ def _embedding_section(clips: pd.DataFrame, served: serving.ServedFolders, manif
         color=alt.Color(colour, type="nominal"), tooltip=["clip", "frame", *colour_options],
     ).add_params(alt.selection_point(name="picked", fields=["clip", "path", "frame"]))
     event = st.altair_chart(chart, on_select="rerun", key="embedding_chart")
-    st.caption(f"{len(table)} frames of {table['clip'].nunique()} clips" + (
+    n_clips = table["clip"].nunique()
+    st.caption(f"{len(table)} frames of {n_clips} clip{'s' if n_clips != 1 else ''}" + (
         f"; {len(result.left_out)} clips could not be read and are left out" if result.left_out else ""))
     picked = ((event or {}).get("selection") or {}).get("picked") or []
     if picked:
