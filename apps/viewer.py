@@ -276,7 +276,8 @@ def _model_sidebar(served: serving.ServedFolders, args: argparse.Namespace,
     st.sidebar.subheader("Models")
     if not served.runs:
         st.sidebar.caption("No run folder was given at start (ultrassl app ... --runs RUNS).")
-    paths = {}
+    paths: dict[str, str] = {}
+    comparisons: dict[str, str] = {}
     for task in viewed_tasks():
         choices = {NO_MODEL: "(none)", **model_choices(task, served)}
         given = getattr(args, f"{task.viewer.key}_model")
@@ -292,12 +293,28 @@ def _model_sidebar(served: serving.ServedFolders, args: argparse.Namespace,
             st.session_state[model_key(task)] = NO_MODEL
         paths[task.name] = st.sidebar.selectbox(task.viewer.model_label, list(choices), key=model_key(task),
                                                 format_func=choices.get, help=task.viewer.model_help)
+        if task.viewer.class_label and paths[task.name]:
+            key = compare_key(task)
+            if st.session_state.get(key, NO_MODEL) not in choices:
+                st.session_state[key] = NO_MODEL
+            compared = st.sidebar.selectbox(
+                f"Compare with ({_title(task.name)})", list(choices), key=key, format_func=choices.get,
+                help="A second model of the task, e.g. the random-init arm beside the pretrained one: its "
+                "prediction of every frame is shown under the first one's.")
+            if compared and compared != paths[task.name]:
+                comparisons[task.name] = compared
     show = {task.name: st.sidebar.toggle(task.viewer.map_label, value=True, key=task.viewer.map_key,
                                          disabled=not paths[task.name], help=task.viewer.map_help)
             and bool(paths[task.name]) for task in viewed_tasks()}
     alpha = st.sidebar.slider("Model map opacity", 0.1, 1.0, 0.6, 0.05, key="model_alpha",
                               disabled=not any(paths.values()))
+    st.session_state["compared_models"] = comparisons
     return {name: path for name, path in paths.items() if path}, show, alpha
+
+
+def compare_key(task: Task) -> str:
+    """The session key of a task's second (compared) model path."""
+    return f"{task.viewer.key}_compare_path"
 
 
 def _title(task_name: str) -> str:
@@ -531,6 +548,7 @@ def main() -> None:
     scale = overlays.display_scale(info.width)
     image = overlays.render_view(frame, options, sector, here, around, scale)
     predictions = _predictions(models, path, stamp, n_frames, notes)
+    compared = _predictions(st.session_state.get("compared_models", {}), path, stamp, n_frames, notes)
     map_sector = sector if options.hide_outside_sector else None
     for task, prediction in predictions.items():
         if show_maps[task] and prediction["maps"] is not None:
@@ -564,6 +582,14 @@ def main() -> None:
             st.image(strip, caption=f"Predicted {noun} of every frame (▲ the current frame)", output_format="PNG")
             st.markdown(_legend(prediction["class_names"], model_colours, set(predicted.tolist())),
                         unsafe_allow_html=True)
+            other = compared.get(task)
+            if other is not None and other["probabilities"] is not None:
+                other_predicted = other["probabilities"].argmax(axis=1)
+                strip = overlays.plane_timeline(other_predicted, model_colours, current=frame_index,
+                                                width=image.shape[1])
+                agree = float((other_predicted == predicted).mean())
+                st.image(strip, caption=f"Compared model: predicted {noun} of every frame (agrees on {agree:.0%} "
+                         "of the frames)", output_format="PNG")
             if prediction["best_frames"]:
                 st.caption(f"Where the model sees each {noun} best")
                 st.dataframe(pd.DataFrame([{noun: name, "frame": entry["frame"], "probability": entry["probability"],
@@ -584,6 +610,12 @@ def main() -> None:
             best = int(probabilities.argmax())
             st.metric(f"{TASKS[task].viewer.class_label} (model)", prediction["class_names"][best],
                       delta=f"p = {probabilities[best]:.2f}", delta_color="off", delta_arrow="off")
+            other = compared.get(task)
+            if other is not None and other["probabilities"] is not None:
+                other_probabilities = other["probabilities"][frame_index]
+                other_best = int(other_probabilities.argmax())
+                st.metric(f"{TASKS[task].viewer.class_label} (compared model)", other["class_names"][other_best],
+                          delta=f"p = {other_probabilities[other_best]:.2f}", delta_color="off", delta_arrow="off")
         if fixations is not None:
             st.metric("Fixations on this frame", len(here))
         elif not loading.has_sidecar(row, "fixations"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -81,3 +82,19 @@ def test_models_are_picked_by_task_from_the_run_folders(fetal_set, renders, mode
     assert any("Saliency model from the command line not offered: it is outside the folders" in w.value
                for w in app.warning)
     assert not any("elsewhere.ckpt" in w.value for w in app.warning)
+
+
+def test_a_second_model_of_the_task_is_shown_beside_the_first(fetal_set, renders, models, tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "random_init").mkdir(parents=True)
+    (runs / "pretrained").mkdir()
+    first = shutil.copy(models["plane_detection"], runs / "pretrained" / "model.ckpt")
+    second = shutil.copy(models["plane_detection"], runs / "random_init" / "model.ckpt")
+    sys.argv[:] = [VIEWER, "--manifest", str(fetal_set), "--runs", str(runs), "--plane-model", str(first)]
+    app = AppTest.from_file(VIEWER, default_timeout=120).run()
+    app.sidebar.selectbox(key="plane_compare_path").select(str(second)).run()
+    assert not app.exception
+    labels = [m.label for m in app.metric]
+    assert "Plane (model)" in labels and "Plane (compared model)" in labels
+    caption = next(i.captions[0] for i in app.image if i.captions[0].startswith("Compared model"))
+    assert caption.endswith("(agrees on 100% of the frames)")  # the same weights in both files
