@@ -207,6 +207,13 @@ def blend_density(image: np.ndarray, density: np.ndarray, alpha: float = 0.6) ->
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def colour_bar(width: int, height: int = 12) -> np.ndarray:
+    """uint8 RGB ``(height, width, 3)``: the heat maps' colours from zero (left) to the peak
+    (right), as :func:`blend_density` draws them (their opacity grows with the value too)."""
+    ramp = np.rint(np.linspace(0, 255, max(int(width), 2))).astype(np.uint8)[None, :].repeat(max(int(height), 1), 0)
+    return cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
 def model_map_heat(
     image: np.ndarray,
     model_map: np.ndarray,

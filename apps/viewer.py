@@ -550,10 +550,12 @@ def main() -> None:
     predictions = _predictions(models, path, stamp, n_frames, notes)
     compared = _predictions(st.session_state.get("compared_models", {}), path, stamp, n_frames, notes)
     map_sector = sector if options.hide_outside_sector else None
+    drawn_maps = []
     for task, prediction in predictions.items():
         if show_maps[task] and prediction["maps"] is not None:
             image = overlays.model_map_heat(image, prediction["maps"][frame_index], map_sector, scale, model_alpha,
                                             shift_to_zero=TASKS[task].viewer.signed_maps)
+            drawn_maps.append(TASKS[task].viewer)
 
     left, right = st.columns([3, 1])
     with left:
@@ -563,6 +565,12 @@ def main() -> None:
             st.caption("Outside the scan sector is hidden: scanners burn patient details into that area.")
         else:
             st.warning("Masking is off: burned-in text outside the scan sector is shown and may identify the patient.")
+        for viewer in drawn_maps:
+            scale_text = ("class evidence of the predicted plane, from its lowest in the sector (transparent) to its "
+                          "peak on this frame" if viewer.signed_maps else
+                          "predicted gaze probability, from 0 (transparent) to its peak on this frame")
+            st.image(overlays.colour_bar(image.shape[1] // 2), caption=f"{viewer.map_label}: {scale_text}",
+                     output_format="PNG")
         _exports(image, frame_index, n_frames, labels, class_names, predictions)
         if n_frames > 1 and st.toggle("Play the loop", value=False, key="play_cine",
                                       help="The frames as shown here (masked, with the gaze overlays), at the "

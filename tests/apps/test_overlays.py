@@ -232,3 +232,11 @@ def test_model_map_heat_puts_the_map_back_on_the_frame():
     sector[:, :15] = True
     masked = overlays.model_map_heat(image, model_map, sector, scale=2, alpha=1.0)
     np.testing.assert_array_equal(masked, image)  # the hot spot lies outside
+
+
+def test_the_colour_bar_runs_from_the_colour_of_zero_to_that_of_the_peak():
+    bar = overlays.colour_bar(100, 10)
+    assert bar.shape == (10, 100, 3) and bar.dtype == np.uint8
+    zero = overlays.blend_density(np.zeros((1, 2, 3), np.uint8), np.array([[0.0, 1.0]], np.float32), alpha=1.0)
+    np.testing.assert_array_equal(bar[0, -1], zero[0, 1])  # the peak's colour at full opacity
+    assert bar[0, 0, 2] > bar[0, 0, 0]  # blue at zero

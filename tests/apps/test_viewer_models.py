@@ -98,3 +98,13 @@ def test_a_second_model_of_the_task_is_shown_beside_the_first(fetal_set, renders
     assert "Plane (model)" in labels and "Plane (compared model)" in labels
     caption = next(i.captions[0] for i in app.image if i.captions[0].startswith("Compared model"))
     assert caption.endswith("(agrees on 100% of the frames)")  # the same weights in both files
+
+
+def test_every_drawn_map_gets_a_colour_bar(fetal_set, renders, models):
+    app = _with_models(fetal_set, models["plane_detection"], models["saliency"])
+    captions = [c for image in app.image for c in image.captions]
+    assert any(c.startswith("Class-activation map: class evidence") for c in captions), captions
+    assert any(c.startswith("Predicted saliency: predicted gaze probability") for c in captions)
+    app.sidebar.toggle(key="show_cam").set_value(False).run()
+    captions = [c for image in app.image for c in image.captions]
+    assert not any(c.startswith("Class-activation map:") for c in captions)
