@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from apps import cine, embedding, loading, overlays, pretext, serving  # noqa: E402
+from apps import checks, cine, embedding, loading, overlays, pretext, serving  # noqa: E402
 from ultrassl.downstream.inference import LoopPredictor  # noqa: E402
 from ultrassl.downstream.task import Task  # noqa: E402
 from ultrassl.downstream.tasks import TASKS  # noqa: E402
@@ -565,6 +565,12 @@ def main() -> None:
             st.caption("Outside the scan sector is hidden: scanners burn patient details into that area.")
         else:
             st.warning("Masking is off: burned-in text outside the scan sector is shown and may identify the patient.")
+        if predictions:
+            found = sector if sector is not None else loop_sector(sector_frames)(path, info)
+            doubts = checks.bmode_doubts(frame, found)
+            if doubts:
+                st.warning("This loop does not look like the B-mode ultrasound the models were trained on: "
+                           + "; ".join(doubts) + ". Read their predictions with care.")
         for viewer in drawn_maps:
             scale_text = ("class evidence of the predicted plane, from its lowest in the sector (transparent) to its "
                           "peak on this frame" if viewer.signed_maps else
