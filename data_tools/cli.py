@@ -26,9 +26,13 @@ class _Parser(argparse.ArgumentParser):
 def _add_index_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes reading files in parallel (default 1)")
     parser.add_argument(
-        "--no-validate", dest="validate", action="store_false",
-        help="read headers only; do not decode frames to catch truncated files",
+        "--verify", choices=("none", "sample", "full"), default="sample",
+        help="how much of each clip to decode: 'sample' (default) its first, middle and last frames, which "
+             "catches truncated files; 'full' every frame, which also finds damage in the middle of a loop "
+             "(as slow as reading the archive once); 'none' headers only",
     )
+    parser.add_argument("--no-validate", dest="verify", action="store_const", const="none",
+                        help="the same as --verify none")
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     parser.add_argument(
         "--max-frame-pixels", type=int, metavar="N",
@@ -93,7 +97,7 @@ def _index(args, root: Path, manifest_path: Path, annotations=None, match: str =
         os.environ["ULTRASSL_MAX_FRAME_PIXELS"] = str(args.max_frame_pixels)
     manifest = index_folder(
         root, annotations=annotations, match=match, workers=args.workers,
-        validate=args.validate, progress=not args.quiet,
+        validate=args.verify, progress=not args.quiet,
     )
     manifest_path, refused = write_index(manifest, manifest_path)
     if not args.quiet:

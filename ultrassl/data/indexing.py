@@ -17,12 +17,19 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 from ultrassl.atomic import atomic_write
 from ultrassl.data.manifest import PATH_COLUMNS, REQUIRED_COLUMNS, portable_path, resolve_path, write_manifest
 from ultrassl.data.splits import clip_key
-from ultrassl.errors import ClipReadError, FileAccessError, ManifestError, UnsupportedFormatError
+from ultrassl.errors import (
+    ClipReadError,
+    FileAccessError,
+    FrameCountMismatchError,
+    ManifestError,
+    UnsupportedFormatError,
+)
 from ultrassl.io import get_reader, probe_clip
 
 #: files that accompany data (tables, notes, configs) and are skipped without a word
@@ -58,12 +65,47 @@ def _refused_row(path: str, error: str, fmt: str = "") -> dict:
     return row
 
 
-def index_file(path: str, validate: bool = True) -> dict:
+#: frames decoded at once by a full verification (memory stays that of one chunk)
+VERIFY_CHUNK_FRAMES = 32
+#: how much of each clip indexing decodes: headers only, a few frames, or every frame
+VERIFY_LEVELS = ("none", "sample", "full")
+
+
+def verify_level(validate: bool | str) -> str:
+    """``"none"``, ``"sample"`` or ``"full"`` from a level or the older True / False."""
+    if validate is True:
+        return "sample"
+    if validate is False:
+        return "none"
+    if validate not in VERIFY_LEVELS:
+        raise ValueError(f"validate must be one of {VERIFY_LEVELS} (or True/False), got {validate!r}")
+    return str(validate)
+
+
+def verify_every_frame(reader, path: Path, info) -> None:
+    """Decode every frame of a clip, :data:`VERIFY_CHUNK_FRAMES` at a time, so that damage
+    anywhere in the loop is found; the error is the reader's, with the frames it was reading."""
+    for start in range(0, int(info.n_frames), VERIFY_CHUNK_FRAMES):
+        indices = np.arange(start, min(start + VERIFY_CHUNK_FRAMES, int(info.n_frames)), dtype=np.int64)
+        try:
+            clip = reader.read(path, indices, info)
+        except ClipReadError as exc:  # say where in the loop
+            raise type(exc)(f"frames {start}-{indices[-1]} of {info.n_frames}: {exc.cause}", exc.path) from None
+        if len(clip.frames) != len(indices):
+            raise FrameCountMismatchError(f"frames {start}-{indices[-1]}: {len(clip.frames)} decoded of "
+                                          f"{len(indices)}", str(path))
+
+
+def index_file(path: str, validate: bool | str = True) -> dict:
     """The manifest row of one candidate clip; never raises for a bad file.
 
-    Probes the header and, when ``validate``, lets the reader decode a few frames
-    (``reader.validate``: first, middle and last by default), which catches truncation.
+    Probes the header, then decodes as ``validate`` says (:func:`verify_level`): ``"sample"``
+    (or True) lets the reader decode a few frames (``reader.validate``: first, middle and
+    last by default), which catches truncation; ``"full"`` decodes every frame
+    (:func:`verify_every_frame`), which also catches damage in the middle of a loop;
+    ``"none"`` (or False) reads the header only.
     """
+    level = verify_level(validate)
     row = _blank_row(path)
     try:
         reader = get_reader(path)
@@ -80,8 +122,10 @@ def index_file(path: str, validate: bool = True) -> dict:
             spacing_col_mm=spacing[1],
             has_audio=bool(info.has_audio),
         )
-        if validate:
+        if level == "sample":
             reader.validate(Path(path), info)
+        elif level == "full":
+            verify_every_frame(reader, Path(path), info)
     except Exception as exc:  # noqa: BLE001 - one bad file must never stop an index run
         row.update(status="refused", error=_error_text(exc))
         return row
@@ -184,7 +228,7 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, desc="indexing", unit="clip", file=sys.stderr, disable=not enabled, leave=False)
 
 
-def _index_parallel(paths: list[str], validate: bool, workers: int, bar, function=index_file) -> list[dict]:
+def _index_parallel(paths: list[str], validate: bool | str, workers: int, bar, function=index_file) -> list[dict]:
     """Index in a process pool with ``function(path, validate)``; results in the order of ``paths``.
 
     A decoder that kills its process (a segmentation fault on a corrupt file) breaks the
@@ -342,7 +386,7 @@ def index_folder(
     annotations: str | os.PathLike | pd.DataFrame | None = None,
     match: str = "path",
     workers: int = 1,
-    validate: bool = True,
+    validate: bool | str = True,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Index every clip under ``root`` into a manifest DataFrame (see :mod:`ultrassl.data.manifest`).
@@ -364,7 +408,10 @@ def index_folder(
         workers: processes reading files in parallel (1 = in this process). The result does
             not depend on it. Scripts that call this with ``workers > 1`` need the usual
             ``if __name__ == "__main__":`` guard (the processes are started, not forked).
-        validate: decode a few frames of each clip (catches truncated files), not only headers.
+        validate: how much of each clip to decode (:func:`verify_level`): ``"sample"`` (True,
+            the default) a few frames (catches truncated files), ``"full"`` every frame
+            (catches damage anywhere in a loop; as slow as reading the archive once),
+            ``"none"`` (False) headers only.
         progress: show a progress bar on stderr.
 
     Returns:
@@ -378,6 +425,7 @@ def index_folder(
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    validate = verify_level(validate)
     if match not in ("path", "stem"):
         raise ValueError(f"match must be 'path' or 'stem', got {match!r}")
     # Annotations are checked before any file is read: a typo should not cost a full index run.
