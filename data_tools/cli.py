@@ -68,6 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--fold", type=int, default=1, choices=(1, 2, 3), help="official split fold (default 1)")
     _add_index_arguments(index)
 
+    split = commands.add_parser(
+        "split",
+        help="assign train/val/test by patient or study (never one in two splits), into the manifest",
+        description=(
+            "Write a split column into MANIFEST: whole groups (the --by column: patient or study) go to train, "
+            "val or test, stratified by label where the manifest has labels, reproducibly by --seed. Refused "
+            "rows get no split."
+        ),
+    )
+    split.add_argument("manifest", type=Path, metavar="MANIFEST", help="manifest CSV to split")
+    split.add_argument("--by", default="subject", help="column naming each clip's patient or study (default subject)")
+    split.add_argument("--fractions", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"),
+                       help="shares of the groups (default 0.7 0.15 0.15)")
+    split.add_argument("--seed", type=int, default=0, help="seed of the draw (default 0)")
+    split.add_argument("--stratify", default="label", help="label column to stratify by; 'none' to not (default label)")
+    split.add_argument("--column", default="split", help="column to write (default split)")
+    split.add_argument("-o", "--output", type=Path, help="write here instead of replacing MANIFEST")
+    split.add_argument("--overwrite", action="store_true", help="replace a split column that already has values")
+
     synth = commands.add_parser(
         "synth",
         help="generate a simulated data set and index it into OUT/manifest.csv",
@@ -124,6 +143,27 @@ def _run_index(args) -> int:
     return _index(args, args.root, args.output, args.annotations)
 
 
+def _run_split(args) -> int:
+    from ultrassl.data.manifest import read_manifest, write_manifest
+    from ultrassl.data.patient_split import split_by_group
+
+    table = read_manifest(args.manifest, status=None)
+    if args.column in table.columns and (table[args.column].astype(str).str.strip() != "").any() and not args.overwrite:
+        raise UsageError(f"{args.manifest} already has values in {args.column!r}; --overwrite replaces them")
+    ok = table["status"] == "ok"
+    assigned, report = split_by_group(table[ok], args.by, args.fractions, args.seed,
+                                      None if args.stratify == "none" else args.stratify, str(args.manifest))
+    table[args.column] = ""
+    table.loc[ok, args.column] = assigned
+    out = write_manifest(table, args.output or args.manifest)
+    print(f"split by {args.by!r} (seed {args.seed}" + (f", stratified by {args.stratify!r}" if report.labels else "")
+          + "):")
+    for line in report.lines():
+        print("  " + line)
+    print(f"manifest: {out}")
+    return 0
+
+
 def _run_synth(args) -> int:
     import ultrassl.synth as synth
 
@@ -150,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "index":
             return _run_index(args)
+        if args.command == "split":
+            return _run_split(args)
         return _run_synth(args)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
