@@ -87,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("-o", "--output", type=Path, help="write here instead of replacing MANIFEST")
     split.add_argument("--overwrite", action="store_true", help="replace a split column that already has values")
 
+    convert = commands.add_parser(
+        "convert",
+        help="convert clips (DICOM cine, MHA/NIfTI, video, frame folders) to mp4 or MHA",
+        description=(
+            "Write IN (a clip, or every clip under a folder, keeping its layout) into OUT as mp4 or MHA, keeping "
+            "the frame rate and the pixel spacing and nothing of the source header. Outside the scan sector is "
+            "blanked unless --keep-outside-sector. Exits 1 when a clip could not be converted."
+        ),
+    )
+    convert.add_argument("source", type=Path, metavar="IN", help="a clip or a folder of clips")
+    convert.add_argument("out", type=Path, metavar="OUT", help="output folder")
+    convert.add_argument("--to", required=True, choices=("mp4", "mha"))
+    convert.add_argument("--keep-outside-sector", action="store_true",
+                         help="keep the pixels outside the scan sector (where scanners burn in patient details)")
+    convert.add_argument("--quiet", action="store_true", help="no progress bar")
+
     synth = commands.add_parser(
         "synth",
         help="generate a simulated data set and index it into OUT/manifest.csv",
@@ -164,6 +180,26 @@ def _run_split(args) -> int:
     return 0
 
 
+def _run_convert(args) -> int:
+    from tqdm import tqdm
+
+    from data_tools.convert import convert_folder
+
+    if not args.source.exists():
+        raise UsageError(f"IN {str(args.source)!r} does not exist")
+    with tqdm(total=None, unit="clip", disable=args.quiet, leave=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        results = convert_folder(args.source, args.out, args.to, args.keep_outside_sector, progress)
+    failed = [r for r in results if r.output is None]
+    print(f"converted {len(results) - len(failed)} of {len(results)} clips to {args.to} in {args.out}")
+    for result in failed:
+        print(f"  not converted: {result.source}: {result.error}")
+    return 1 if failed else 0
+
+
 def _run_synth(args) -> int:
     import ultrassl.synth as synth
 
@@ -192,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_index(args)
         if args.command == "split":
             return _run_split(args)
+        if args.command == "convert":
+            return _run_convert(args)
         return _run_synth(args)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)

@@ -127,7 +127,7 @@ class VideoReader(ClipReader):
                 width=int(context.width),
                 channels=3,
                 fps=None if fps is None else float(fps),
-                spacing_mm=None,
+                spacing_mm=spacing_from_tag(container.metadata.get("comment")),
                 has_audio=audio is not None,
                 metadata=metadata,
             )
@@ -260,6 +260,29 @@ def _video_stream(container, path: Path):
 
 def _audio_stream(container):
     return container.streams.audio[0] if container.streams.audio else None
+
+
+#: how ``ultrassl data convert`` records the pixel spacing in a video's ``comment`` tag
+SPACING_TAG = "ultrassl spacing_mm={row:.6g},{col:.6g}"
+_SPACING = re.compile(r"\bultrassl spacing_mm=([0-9.eE+-]+),([0-9.eE+-]+)")
+
+
+def spacing_tag(spacing_mm: tuple[float, float]) -> str:
+    """The container ``comment`` that records (row, column) pixel spacing in mm."""
+    return SPACING_TAG.format(row=float(spacing_mm[0]), col=float(spacing_mm[1]))
+
+
+def spacing_from_tag(comment: str | None) -> tuple[float, float] | None:
+    """(row, column) mm from a ``comment`` written by :func:`spacing_tag`, else None (videos
+    carry no calibration of their own)."""
+    match = _SPACING.search(comment or "")
+    if not match:
+        return None
+    try:
+        row, col = float(match.group(1)), float(match.group(2))
+    except ValueError:
+        return None
+    return (row, col) if row > 0 and col > 0 else None
 
 
 def _nominal_fps(stream) -> Fraction | None:

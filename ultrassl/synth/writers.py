@@ -183,6 +183,7 @@ def write_mp4(
     audio: np.ndarray | None = None,
     audio_sample_rate: int = 16000,
     crf: int = 18,
+    tags: dict[str, str] | None = None,
 ) -> Path:
     """Write frames as H.264 (libx264, yuv420p) in an mp4, with an optional AAC mono track.
 
@@ -193,6 +194,7 @@ def write_mp4(
         audio: float32 (samples,) in [-1, 1], or ``None`` for no audio track.
         audio_sample_rate: samples per second of ``audio``.
         crf: x264 constant rate factor (lower = better quality).
+        tags: container metadata to write (e.g. ``{"comment": ...}``); nothing else is written.
     """
     import av
 
@@ -207,6 +209,7 @@ def write_mp4(
     path.parent.mkdir(parents=True, exist_ok=True)
     # bitexact: no library version strings in the file
     with av.open(str(path), mode="w", options={"fflags": "+bitexact"}) as container:
+        container.metadata.update(tags or {})
         video = container.add_stream("libx264", rate=rate)
         video.width, video.height = w, h
         video.pix_fmt = "yuv420p"
