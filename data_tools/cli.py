@@ -87,6 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("-o", "--output", type=Path, help="write here instead of replacing MANIFEST")
     split.add_argument("--overwrite", action="store_true", help="replace a split column that already has values")
 
+    deid = commands.add_parser(
+        "deid",
+        help="de-identify DICOM files: header (PS3.15 Basic Profile, keyed) and burned-in pixels",
+        description=(
+            "Write a de-identified copy of every DICOM file under IN into OUT/<patient>/<study>/<instance>.dcm: "
+            "the PS3.15 Basic Application Level Confidentiality Profile with the Retain Longitudinal Temporal "
+            "Information with Modified Dates option (dicognito, keyed: the same key gives the same pseudonyms, "
+            "UIDs and date shifts in every run), private tags removed, pixels outside the ultrasound regions (or "
+            "the detected sector) zeroed. Files that cannot be cleaned go to the quarantine folder with their "
+            "reason. A rerun resumes. Exits 1 when a file was quarantined."
+        ),
+    )
+    deid.add_argument("source", type=Path, metavar="IN", help="a DICOM file or a folder of them")
+    deid.add_argument("out", type=Path, metavar="OUT", help="output folder")
+    deid.add_argument("--key-file", type=Path,
+                      help="file holding the secret key (else the ULTRASSL_DEID_KEY environment variable)")
+    deid.add_argument("--quarantine", type=Path, help="folder for files that cannot be cleaned (default OUT_quarantine)")
+    deid.add_argument("--map", type=Path, dest="map_file",
+                      help="write the original -> pseudonym patient IDs here (never written otherwise)")
+    deid.add_argument("--quiet", action="store_true", help="no progress bar")
+
     convert = commands.add_parser(
         "convert",
         help="convert clips (DICOM cine, MHA/NIfTI, video, frame folders) to mp4 or MHA",
@@ -180,6 +201,40 @@ def _run_split(args) -> int:
     return 0
 
 
+def _run_deid(args) -> int:
+    from tqdm import tqdm
+
+    from data_tools.deid import deidentify
+    from ultrassl.data.indexing import find_clips
+    from ultrassl.io import get_reader
+
+    if not args.source.exists():
+        raise UsageError(f"IN {str(args.source)!r} does not exist")
+    key = args.key_file.read_text().strip() if args.key_file else os.environ.get("ULTRASSL_DEID_KEY", "")
+    if not key:
+        raise UsageError("give the secret key with --key-file FILE or ULTRASSL_DEID_KEY (not on the command line, "
+                         "where shell history keeps it)")
+    candidates = find_clips(args.source)[0]
+    sources = []
+    for path in candidates:
+        try:
+            if get_reader(path).name == "dicom":
+                sources.append(path)
+        except UltrasslError:
+            continue
+    with tqdm(total=len(sources), unit="file", disable=args.quiet, leave=False) as bar:
+        results = deidentify(sources, args.out, key, args.quarantine, args.map_file,
+                             progress=lambda done: bar.update(done - bar.n))
+    quarantined = [r for r in results if r.quarantined]
+    written = sum(1 for r in results if r.output and not r.skipped)
+    skipped = sum(1 for r in results if r.skipped)
+    print(f"de-identified {written} files into {args.out}" + (f" ({skipped} already there)" if skipped else ""))
+    if quarantined:
+        print(f"quarantined {len(quarantined)} files that cannot be cleaned safely: see "
+              f"{Path(quarantined[0].quarantined).parent / 'reasons.csv'}")
+    return 1 if quarantined else 0
+
+
 def _run_convert(args) -> int:
     from tqdm import tqdm
 
@@ -230,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_split(args)
         if args.command == "convert":
             return _run_convert(args)
+        if args.command == "deid":
+            return _run_deid(args)
         return _run_synth(args)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)

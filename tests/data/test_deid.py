@@ -1,0 +1,95 @@
+"""``ultrassl data deid``: keyed, reproducible header de-identification and pixel cleaning."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pydicom
+import pytest
+
+from data_tools.cli import main as data_main
+from data_tools.deid import deidentify
+from tests.media import truncate_file
+from ultrassl.io import probe_clip, read_clip
+from ultrassl.synth import synthesize_fetal_sweeps
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """Three simulated DICOM sweeps, two of one patient, with invented identities in header and pixels."""
+    root = tmp_path_factory.mktemp("export")
+    synthesize_fetal_sweeps(root, n_sweeps=3, n_frames=6, size=(64, 80), workers=1, formats=("dicom",),
+                            sweeps_per_subject=2)
+    return sorted((root / "sweeps").glob("*.dcm"))
+
+
+def test_headers_lose_identity_and_pixels_outside_the_regions_are_zeroed(export, tmp_path):
+    results = deidentify([str(p) for p in export], tmp_path / "out", "secret")
+    assert all(r.output and not r.quarantined for r in results)
+    for result in results:
+        before, after = pydicom.dcmread(result.source), pydicom.dcmread(result.output)
+        written = open(result.output, "rb").read()
+        for value in (before.PatientName, before.PatientID, before.StudyDate, before.StudyInstanceUID,
+                      before.SOPInstanceUID, before.get("InstitutionName"), before.get("PatientBirthDate")):
+            if value:
+                assert str(value).encode() not in written, value
+        assert after.PatientIdentityRemoved == "YES" and after.BurnedInAnnotation == "NO"
+        assert [c.CodeValue for c in after.DeidentificationMethodCodeSequence] == ["113100", "113107"]
+        assert not any(element.tag.is_private for element in after)
+        region = before.SequenceOfUltrasoundRegions[0]
+        keep = np.zeros((before.Rows, before.Columns), bool)
+        keep[region.RegionLocationMinY0: region.RegionLocationMaxY1 + 1,
+             region.RegionLocationMinX0: region.RegionLocationMaxX1 + 1] = True
+        pixels = after.pixel_array
+        assert pixels[:, ~keep].max() == 0 and (before.pixel_array[:, ~keep] > 100).sum() > 0
+        np.testing.assert_array_equal(pixels[:, keep], before.pixel_array[:, keep])
+        # the output reads in the data layer
+        assert probe_clip(result.output).n_frames == 6 and read_clip(result.output, [0]).frames.shape[0] == 1
+    # one patient's two studies: one pseudonym, one date shift (longitudinal order kept)
+    first, second = (pydicom.dcmread(r.output) for r in results[:2])
+    originals = [pydicom.dcmread(r.source) for r in results[:2]]
+    assert originals[0].PatientID == originals[1].PatientID and first.PatientID == second.PatientID
+    assert first.StudyInstanceUID != second.StudyInstanceUID
+    shift = lambda a, b: (np.datetime64(f"{a[:4]}-{a[4:6]}-{a[6:]}") - np.datetime64(f"{b[:4]}-{b[4:6]}-{b[6:]}"))  # noqa: E731
+    assert shift(first.StudyDate, originals[0].StudyDate) == shift(second.StudyDate, originals[1].StudyDate)
+    third, third_original = pydicom.dcmread(results[2].output), pydicom.dcmread(results[2].source)
+    assert (third.PatientID == first.PatientID) == (third_original.PatientID == originals[0].PatientID)
+
+
+def test_the_same_key_gives_the_same_output_another_key_another(export, tmp_path):
+    one = deidentify([str(export[0])], tmp_path / "a", "key-one")[0]
+    again = deidentify([str(export[0])], tmp_path / "b", "key-one")[0]
+    other = deidentify([str(export[0])], tmp_path / "c", "key-two")[0]
+    name = lambda r, root: r.output.replace(str(tmp_path / root), "")  # noqa: E731
+    assert name(one, "a") == name(again, "b") and name(one, "a") != name(other, "c")
+    rerun = deidentify([str(export[0])], tmp_path / "a", "key-one")[0]
+    assert rerun.skipped and rerun.output == one.output  # a rerun resumes
+
+
+def test_damaged_files_are_quarantined_with_the_reason_and_the_map_only_when_asked(export, tmp_path, capsys,
+                                                                                    monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in export[:2]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    truncate_file(export[2], folder / "damaged.dcm", 0.6)
+    key = tmp_path / "key.txt"
+    key.write_text("secret\n")
+    out = tmp_path / "out"
+    code = data_main(["deid", str(folder), str(out), "--key-file", str(key), "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 1 and "de-identified 2 files" in printed and "quarantined 1 files" in printed
+    with open(tmp_path / "out_quarantine" / "reasons.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["source"] for r in rows] == [str(folder / "damaged.dcm")] and rows[0]["reason"]
+    assert len(list(out.rglob("*.dcm"))) == 2 and not list(out.rglob("*.csv"))  # no map unless asked
+    assert not list(tmp_path.glob("*map*"))
+    mapping = tmp_path / "private" / "pseudonyms.csv"
+    assert data_main(["deid", str(folder), str(out), "--key-file", str(key), "--quiet", "--map", str(mapping)]) == 1
+    with open(mapping, newline="") as handle:
+        pairs = list(csv.DictReader(handle))
+    assert [p["original_patient_id"] for p in pairs] == [str(pydicom.dcmread(export[0]).PatientID)]
+    monkeypatch.delenv("ULTRASSL_DEID_KEY", raising=False)
+    assert data_main(["deid", str(folder), str(out), "--quiet"]) == 2
+    assert "--key-file" in capsys.readouterr().err
