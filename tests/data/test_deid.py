@@ -93,3 +93,26 @@ def test_damaged_files_are_quarantined_with_the_reason_and_the_map_only_when_ask
     monkeypatch.delenv("ULTRASSL_DEID_KEY", raising=False)
     assert data_main(["deid", str(folder), str(out), "--quiet"]) == 2
     assert "--key-file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["color3d_jpeg_baseline.dcm", "US1_J2KR.dcm"])
+def test_real_ultrasound_files_of_pydicom_are_deidentified_and_still_read(name, tmp_path):
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file(name)
+    result = deidentify([source], tmp_path / "out", "secret")[0]
+    assert result.output, result.reason
+    before, after = pydicom.dcmread(source), pydicom.dcmread(result.output)
+    for keyword in ("PatientName", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+                    "InstitutionName", "ReferringPhysicianName", "AccessionNumber", "StudyID"):
+        value = before.get(keyword)
+        if value not in (None, ""):
+            assert after.get(keyword) != value, keyword
+    for keyword in ("StudyDate", "SeriesDate", "ContentDate"):
+        if before.get(keyword):
+            assert after.get(keyword) != before.get(keyword), keyword
+    assert after.PatientIdentityRemoved == "YES" and after.BurnedInAnnotation == "NO"
+    info = probe_clip(result.output)
+    assert info.n_frames == int(before.get("NumberOfFrames") or 1)
+    frame = read_clip(result.output, [0]).frames[0]
+    assert frame.shape[:2] == (before.Rows, before.Columns) and frame.max() > 0
