@@ -29,8 +29,10 @@ be opened in :mod:`apps.serving`; this file only lays out the page.
 from __future__ import annotations
 
 import argparse
+import atexit
 import html
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -372,7 +374,9 @@ def cached_loops(folder: str) -> list[str]:
 def _upload_folder() -> Path:
     """This visitor's private folder for uploads (mode 0700, removed with the server's temp files)."""
     if "upload_dir" not in st.session_state:
-        st.session_state["upload_dir"] = tempfile.mkdtemp(prefix="ultrassl-upload-")
+        folder = tempfile.mkdtemp(prefix="ultrassl-upload-")
+        atexit.register(shutil.rmtree, folder, True)  # uploads do not outlive the server
+        st.session_state["upload_dir"] = folder
     return Path(st.session_state["upload_dir"])
 
 
@@ -440,8 +444,8 @@ def _choose_source(served: serving.ServedFolders, args: argparse.Namespace):
     upload = st.sidebar.file_uploader("Upload one loop (DICOM, MHA/NIfTI, mp4/avi)", type=list(UPLOAD_TYPES),
                                       key=UPLOAD_KEY)
     if upload is None:
-        st.info("Upload a loop in the sidebar: it is kept in this server's memory and temporary folder for "
-                "this visit only.")
+        st.info("Upload a loop in the sidebar: it is kept in a private temporary folder of this server until you "
+                "upload another one or the server stops.")
         return None
     return _single_clip(_saved_upload(upload), "uploaded loop"), loading.no_rows(), ""
 
