@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from apps import checks, cine, embedding, loading, overlays, pretext, serving  # noqa: E402
+from apps import checks, cine, embedding, loading, memory, overlays, pretext, serving  # noqa: E402
 from ultrassl.downstream.inference import LoopPredictor  # noqa: E402
 from ultrassl.downstream.task import Task  # noqa: E402
 from ultrassl.downstream.tasks import TASKS  # noqa: E402
@@ -165,15 +165,41 @@ def cached_predictor(path: str, stamp: tuple[int, int] | None) -> LoopPredictor:
     return LoopPredictor(path)
 
 
-@st.cache_data(max_entries=16, show_spinner="Running the model over the clip...")
+#: bytes of model outputs kept in memory, over all visitors (see apps.memory)
+PREDICTION_BUDGET_BYTES = 512 * 2**20
+
+
+@st.cache_resource(show_spinner=False)
+def prediction_store() -> memory.ByteBudgetLRU:
+    return memory.ByteBudgetLRU(PREDICTION_BUDGET_BYTES)
+
+
 def cached_prediction(model_path: str, model_stamp: tuple[int, int] | None, clip_path: str,
-                      clip_stamp: tuple[int, int] | None) -> dict:
-    """The model's output on every frame, as numpy arrays (see :class:`LoopPrediction`)."""
-    prediction = cached_predictor(model_path, model_stamp).predict(clip_path)
+                      clip_stamp: tuple[int, int] | None, n_frames: int = 0) -> dict:
+    """The model's output on every frame, as numpy arrays (see :class:`LoopPrediction`), kept
+    within :data:`PREDICTION_BUDGET_BYTES`; a progress bar with the time left while it runs."""
+    key = (model_path, model_stamp, clip_path, clip_stamp)
+    store = prediction_store()
+    found = store.get(key)
+    if found is not None:
+        return found
+    bar = st.progress(0.0, text=f"Running {Path(model_path).name} over the clip...")
+    started = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        left = (time.perf_counter() - started) / max(done, 1) * (total - done)
+        bar.progress(done / max(total, 1), text=f"Running the model: {done} of {total} frames, about {left:.0f} s left")
+
+    try:
+        prediction = cached_predictor(model_path, model_stamp).predict(clip_path, progress=progress)
+    finally:
+        bar.empty()
     as_numpy = lambda t: None if t is None else t.numpy()  # noqa: E731
-    return {"task": prediction.task, "class_names": prediction.class_names,
-            "probabilities": as_numpy(prediction.probabilities), "maps": as_numpy(prediction.maps),
-            "best_frames": prediction.best_frames}
+    out = {"task": prediction.task, "class_names": prediction.class_names,
+           "probabilities": as_numpy(prediction.probabilities), "maps": as_numpy(prediction.maps),
+           "best_frames": prediction.best_frames}
+    store.put(key, out)
+    return out
 
 
 def _clip_title(row: pd.Series) -> str:

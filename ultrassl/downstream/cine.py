@@ -10,7 +10,7 @@ loop (the first and last frames repeat at the ends).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -33,6 +33,7 @@ def predict_cine_loop(
     clip_frames: int | None = None,
     batch_size: int = 32,
     with_cams: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Class probabilities for every frame of a cine loop.
 
@@ -42,6 +43,7 @@ def predict_cine_loop(
         clip_frames: frames per input for a clip backbone (as trained); frame backbones use 1.
         batch_size: frames per forward pass.
         with_cams: also return the class-activation maps of the predicted class.
+        progress: called with ``(frames done, frames)`` after every batch.
 
     Returns:
         ``{"probabilities": (N, K), "predicted": (N,) int64}`` and, with ``with_cams``,
@@ -70,6 +72,8 @@ def predict_cine_loop(
             else:
                 logits = model(clips)
             probabilities.append(torch.softmax(logits, dim=1).cpu())
+            if progress is not None:
+                progress(min(start + batch_size, len(windows)), len(windows))
     finally:
         model.train(was_training)
     probabilities = torch.cat(probabilities)
@@ -80,9 +84,10 @@ def predict_cine_loop(
 
 
 @torch.no_grad()
-def predict_saliency_loop(model, loop: torch.Tensor, clip_frames: int, batch_size: int = 32) -> torch.Tensor:
+def predict_saliency_loop(model, loop: torch.Tensor, clip_frames: int, batch_size: int = 32,
+                          progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Saliency maps ``(N, H, W)`` (each a distribution over the pixels) for every frame of a
-    loop ``(C, N, H, W)``, windows as in :func:`predict_cine_loop`."""
+    loop ``(C, N, H, W)``, windows as in :func:`predict_cine_loop` (``progress`` likewise)."""
     was_training = model.training
     model.eval()
     try:
@@ -92,6 +97,8 @@ def predict_saliency_loop(model, loop: torch.Tensor, clip_frames: int, batch_siz
         for start in range(0, len(windows), batch_size):
             clips = loop[:, windows[start:start + batch_size]].permute(1, 0, 2, 3, 4).to(device)
             maps.append(model.predict_saliency(clips).cpu())
+            if progress is not None:
+                progress(min(start + batch_size, len(windows)), len(windows))
     finally:
         model.train(was_training)
     return torch.cat(maps)

@@ -11,7 +11,9 @@ needed) and has the task predict every frame
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -69,10 +71,15 @@ class LoopPredictor:
                 raise typed from None
             raise
 
-    def predict(self, path: str | os.PathLike) -> LoopPrediction:
-        """The model's output on every frame of the clip at ``path``.
+    def predict(self, path: str | os.PathLike,
+                progress: Callable[[int, int], None] | None = None) -> LoopPrediction:
+        """The model's output on every frame of the clip at ``path``; ``progress(done, total)``
+        follows the frames where the task reports them.
 
         Raises:
             ClipReadError: (a subclass) the clip cannot be read.
         """
-        return self.task_spec.predict_loop(self.model, self.load(path), self.pipeline)
+        loop = self.load(path)
+        if progress is not None and "progress" in inspect.signature(self.task_spec.predict_loop).parameters:
+            return self.task_spec.predict_loop(self.model, loop, self.pipeline, progress=progress)
+        return self.task_spec.predict_loop(self.model, loop, self.pipeline)

@@ -340,10 +340,12 @@ class PlaneDetectionTask(Task):
                 figures.append(_cam_figure(examples, out_dir / f"cam_overlays_{protocol}.png", protocol))
         return figures
 
-    def predict_loop(self, model: PlaneDetection, loop: torch.Tensor, pipeline: Any) -> LoopPrediction:
+    def predict_loop(self, model: PlaneDetection, loop: torch.Tensor, pipeline: Any,
+                     progress: Callable[[int, int], None] | None = None) -> LoopPrediction:
         """Class probabilities, the class-activation map of the predicted plane and where each
         plane is best seen, for every frame."""
-        out = predict_cine_loop(model, loop, clip_frames=getattr(pipeline, "clip_frames", 1), with_cams=True)
+        out = predict_cine_loop(model, loop, clip_frames=getattr(pipeline, "clip_frames", 1), with_cams=True,
+                                progress=progress)
         return LoopPrediction(self.name, loop.shape[1], list(model.class_names), probabilities=out["probabilities"],
                               maps=out["cams"], best_frames=best_frames(out["probabilities"], model.class_names))
 

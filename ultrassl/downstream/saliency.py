@@ -227,9 +227,10 @@ class SaliencyTask(Task):
                 figures.append(_saliency_figure(examples, out_dir / f"saliency_overlays_{protocol}.png", protocol))
         return figures
 
-    def predict_loop(self, model: SaliencyPrediction, loop: torch.Tensor, pipeline: Any) -> LoopPrediction:
+    def predict_loop(self, model: SaliencyPrediction, loop: torch.Tensor, pipeline: Any,
+                     progress: Callable[[int, int], None] | None = None) -> LoopPrediction:
         """The saliency map of every frame."""
-        maps = predict_saliency_loop(model, loop, getattr(pipeline, "clip_frames", 1))
+        maps = predict_saliency_loop(model, loop, getattr(pipeline, "clip_frames", 1), progress=progress)
         return LoopPrediction(self.name, loop.shape[1], maps=maps)
 
 

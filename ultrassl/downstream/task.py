@@ -184,7 +184,9 @@ class Task:
     # ----------------------------------------------------------------- whole loops
     def predict_loop(self, model: Any, loop: torch.Tensor, pipeline: Any) -> LoopPrediction:
         """``model``'s output on every frame of ``loop`` ``(C, N, H, W)`` (through
-        ``pipeline``'s ``inference_transform``)."""
+        ``pipeline``'s ``inference_transform``). A task may take a keyword ``progress``,
+        called with ``(frames done, frames)`` as it goes; :class:`LoopPredictor` passes it
+        where the task's method takes it."""
         raise NotImplementedError(f"{self.name} models do not predict the frames of a loop")
 
     @property
