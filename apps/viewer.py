@@ -516,11 +516,14 @@ def main() -> None:
     row = rows[clip_name]
     path = row["path"]
 
-    st.subheader(clip_name)
+    # The title is written when this clip's frame is ready: until then the previous title stays
+    # over the previous frame, never the new title over the old frame.
+    title = st.empty()
     try:
         stamp = _stamp(path)
         info = cached_info(path, stamp)
     except (UltrasslError, OSError) as exc:
+        title.subheader(clip_name)
         st.error(loading.describe_error(exc))
         _manifest_tables(ok, refused)
         return
@@ -547,6 +550,7 @@ def main() -> None:
         if options.hide_outside_sector or options.sector_outline:
             sector = loop_sector(sector_frames)(path, cached_info(path, stamp))
     except UltrasslError as exc:
+        title.subheader(clip_name)
         st.error(loading.describe_error(exc))
         _manifest_tables(ok, refused)
         return
@@ -590,6 +594,7 @@ def main() -> None:
     left, right = st.columns([3, 1])
     with left:
         time_text = f" · {frame_index / info.fps:.2f} s" if info.fps else ""
+        title.subheader(clip_name)
         st.image(image, caption=f"frame {frame_index} of {n_frames}{time_text}", output_format="PNG")
         if options.hide_outside_sector:
             st.caption("Outside the scan sector is hidden: scanners burn patient details into that area.")
