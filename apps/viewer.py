@@ -55,8 +55,8 @@ from ultrassl.errors import UltrasslError  # noqa: E402
 from ultrassl.io import ClipInfo, probe_clip, read_clip  # noqa: E402
 from ultrassl.transforms.ultrasound import LoopSector  # noqa: E402
 
-#: decoded frames kept in memory (never on disk: frames may carry burned-in patient text)
-FRAME_CACHE_ENTRIES = 512
+#: bytes of decoded frames kept in memory (never on disk: frames may carry burned-in patient text)
+FRAME_CACHE_BYTES = 256 * 2**20
 #: widget keys, also used by the tests
 MANIFEST_KEY = "manifest_path"
 SOURCE_KEY = "source"
@@ -134,10 +134,20 @@ def cached_info(path: str, stamp: tuple[int, int] | None) -> ClipInfo:
     return probe_clip(path)
 
 
-@st.cache_data(max_entries=FRAME_CACHE_ENTRIES, show_spinner=False)
+@st.cache_resource(show_spinner=False)
+def frame_store() -> memory.ByteBudgetLRU:
+    return memory.ByteBudgetLRU(FRAME_CACHE_BYTES)
+
+
 def cached_frame(path: str, index: int, stamp: tuple[int, int] | None) -> np.ndarray:
-    """Frame ``index`` of the clip, uint8 ``(H, W, C)``, decoded on its own."""
-    return read_clip(path, [index], info=cached_info(path, stamp)).frames[0]
+    """Frame ``index`` of the clip, uint8 ``(H, W, C)``, decoded on its own; decoded frames are
+    kept within :data:`FRAME_CACHE_BYTES` over all visitors (least recently used go first)."""
+    key = (path, int(index), stamp)
+    frame = frame_store().get(key)
+    if frame is None:
+        frame = read_clip(path, [index], info=cached_info(path, stamp)).frames[0]
+        frame_store().put(key, frame)
+    return frame
 
 
 @st.cache_resource(show_spinner=False)

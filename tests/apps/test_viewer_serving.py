@@ -151,3 +151,28 @@ def test_serving_on_the_network_says_what_it_exposes(fetal_set, capsys):
     assert "there is no login" in out and "--unmasked" in out
     assert app_main(["/no/such/folder", "--dry-run"]) == 2
     assert "no such folder or manifest" in capsys.readouterr().err
+
+
+def test_a_real_ultrasound_dicom_uploaded_shows_frames_predictions_and_no_header_identity(models, renders):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("color3d_jpeg_baseline.dcm")
+    header = pydicom.dcmread(source, stop_before_pixels=True)
+    runs = models["plane_detection"].parent
+    sys.argv[:] = [VIEWER, "--data", str(runs), "--runs", str(runs), "--plane-model", str(models["plane_detection"])]
+    app = AppTest.from_file(VIEWER, default_timeout=180).run()
+    app.sidebar.radio(key="source").set_value("Upload").run()
+    app.sidebar.file_uploader(key="upload").upload("echo.dcm", Path(source).read_bytes(), "application/dicom")
+    app.run()
+    assert not app.exception, app.exception
+    assert _metric(app, "Frames") == "120" and renders[-1]["frame"].shape == (480, 640, 3)
+    assert any(i.captions[0].startswith("Predicted plane of every frame") for i in app.image)  # the timeline
+    assert "Plane (model)" in [m.label for m in app.metric]
+    page = " ".join(str(getattr(e, "value", "")) for e in app.main) + " ".join(
+        str(getattr(e, "value", "")) for e in app.sidebar)
+    page += " ".join(c for i in app.image for c in i.captions)
+    page += " ".join(str(j.value) for j in app.json)
+    for value in (str(header.PatientName), str(header.PatientID), str(header.StudyDate),
+                  str(header.StudyInstanceUID), str(header.get("InstitutionName") or "NONE-GIVEN")):
+        assert value not in page, value
