@@ -408,9 +408,12 @@ def cached_loops(folder: str) -> list[str]:
 
 
 def _upload_folder() -> Path:
-    """This visitor's private folder for uploads (mode 0700, removed with the server's temp files)."""
+    """This visitor's private folder for uploads (mode 0700, in memory under /dev/shm where there
+    is one, removed when the server stops)."""
     if "upload_dir" not in st.session_state:
-        folder = tempfile.mkdtemp(prefix="ultrassl-upload-")
+        # memory-backed where the system has it: an uploaded DICOM carries its header to wherever it is written
+        shared_memory = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        folder = tempfile.mkdtemp(prefix="ultrassl-upload-", dir=shared_memory)
         atexit.register(shutil.rmtree, folder, True)  # uploads do not outlive the server
         st.session_state["upload_dir"] = folder
     return Path(st.session_state["upload_dir"])
@@ -480,7 +483,7 @@ def _choose_source(served: serving.ServedFolders, args: argparse.Namespace):
     upload = st.sidebar.file_uploader("Upload one loop (DICOM, MHA/NIfTI, mp4/avi)", type=list(UPLOAD_TYPES),
                                       key=UPLOAD_KEY)
     if upload is None:
-        st.info("Upload a loop in the sidebar: it is kept in a private temporary folder of this server until you "
+        st.info("Upload a loop in the sidebar: it is kept in a private folder in this server's memory until you "
                 "upload another one or the server stops.")
         return None
     return _single_clip(_saved_upload(upload), "uploaded loop"), loading.no_rows(), ""
