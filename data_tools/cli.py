@@ -1,4 +1,5 @@
-"""``ultrassl data ...``: index folders into manifests and generate the simulated data sets.
+"""``ultrassl data ...``: index (and fully verify) folders into manifests, split them by patient,
+de-identify DICOM exports, convert clips to mp4 or MHA, and generate the simulated data sets.
 
 The ``ultrassl`` command finds :func:`main` through the ``ultrassl.commands`` entry point
 declared in ``pyproject.toml``; this package imports ``ultrassl``, never the reverse.

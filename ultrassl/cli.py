@@ -25,7 +25,7 @@ COMMAND_GROUP = "ultrassl.commands"
 
 USAGE = """usage: ultrassl COMMAND ...
 
-  data      index folders into manifests, generate simulated data  (ultrassl data --help)
+  data      index, verify, split, de-identify, convert; simulated data  (ultrassl data --help)
   fit       train from a config, e.g. ultrassl fit -c configs/pretrain/order_geometry.yaml
   validate  evaluate a checkpoint on the validation data  (--ckpt_path PATH)
   test      evaluate on the test data
