@@ -143,24 +143,43 @@ def dicom_garbage_after_preamble(path: Path) -> dict:
     return facts("dicom", 10, 32, 48, 1, fps=25.0)
 
 
+def jpeg_fragments(frames: np.ndarray, quality: int = 90) -> list[bytes]:
+    """Each grey frame ``(T, H, W)`` encoded as a JPEG-baseline codestream."""
+    from PIL import Image
+
+    fragments = []
+    for frame in frames:
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="JPEG", quality=quality)
+        fragments.append(buffer.getvalue())
+    return fragments
+
+
+def save_jpeg_dicom(path: Path, frames: np.ndarray, fragments: list[bytes]) -> dict:
+    """A JPEG-baseline multi-frame DICOM with the header of ``frames`` ``(T, H, W)`` and the
+    given encapsulated ``fragments`` (one per frame, damaged or not); returns its facts."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    ds = _dicom_dataset(frames)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate(fragments)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(path, enforce_file_format=True)
+    n_frames, height, width = frames.shape[:3]
+    return facts("dicom", n_frames, height, width, 1, fps=25.0)
+
+
 def dicom_broken_jpeg_fragment(path: Path, n_frames: int = 6) -> dict:
     """A JPEG-baseline encapsulated multi-frame DICOM whose every frame fragment is broken.
 
     Each fragment keeps the JPEG start-of-image marker, then random bytes: no decoder can find
     a frame header in it. Every frame is broken so that any sampled frame hits one.
     """
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGBaseline8Bit
-
     rng = np.random.default_rng(1)
-    ds = _dicom_dataset(ramp_frames(n_frames, 32, 48))
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     fragments = [b"\xff\xd8" + rng.integers(0, 256, 600, dtype=np.uint8).tobytes() + b"\xff\xd9" for _ in range(n_frames)]
-    ds.PixelData = encapsulate(fragments)
-    ds["PixelData"].VR = "OB"
-    ds["PixelData"].is_undefined_length = True
-    ds.save_as(path, enforce_file_format=True)
-    return facts("dicom", n_frames, 32, 48, 1, fps=25.0)
+    return save_jpeg_dicom(path, ramp_frames(n_frames, 32, 48), fragments)
 
 
 def dicom_truncated_jpeg_fragment(path: Path, n_frames: int = 6) -> dict:
@@ -168,26 +187,12 @@ def dicom_truncated_jpeg_fragment(path: Path, n_frames: int = 6) -> dict:
 
     The fragment keeps a valid JPEG header; its entropy-coded data and end marker are gone.
     """
-    from PIL import Image
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGBaseline8Bit
-
     rng = np.random.default_rng(5)
     frames = (ramp_frames(n_frames, 32, 48).astype(np.int64) + rng.integers(0, 60, (n_frames, 32, 48))).clip(0, 255)
     frames = frames.astype(np.uint8)
-    fragments = []
-    for frame in frames:
-        buffer = io.BytesIO()
-        Image.fromarray(frame).save(buffer, format="JPEG", quality=90)
-        fragments.append(buffer.getvalue())
+    fragments = jpeg_fragments(frames)
     fragments[3] = fragments[3][: len(fragments[3]) // 2]
-    ds = _dicom_dataset(frames)
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-    ds.PixelData = encapsulate(fragments)
-    ds["PixelData"].VR = "OB"
-    ds["PixelData"].is_undefined_length = True
-    ds.save_as(path, enforce_file_format=True)
-    return facts("dicom", n_frames, 32, 48, 1, fps=25.0)
+    return save_jpeg_dicom(path, frames, fragments)
 
 
 def dicom_unsupported_transfer_syntax(path: Path, n_frames: int = 4) -> dict:

@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from data_tools.cli import main as data_main
-from tests.data.clip_files import _dicom_dataset, facts, ramp_frames, write_frame_folder, write_video
+from tests.data.clip_files import jpeg_fragments, ramp_frames, save_jpeg_dicom, write_frame_folder, write_video
 from ultrassl.data.indexing import VERIFY_CHUNK_FRAMES, index_file, index_folder, verify_level
 
 
 def dicom_jpeg_broken_at(path: Path, n_frames: int, broken: int) -> dict:
     """A JPEG-baseline multi-frame DICOM whose frame ``broken`` alone is damaged (its data
     replaced by random bytes after the start-of-image marker): first, middle and last decode."""
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGBaseline8Bit
-
     frames = ramp_frames(n_frames, 32, 48)
-    fragments = []
-    for index, frame in enumerate(frames):
-        buffer = io.BytesIO()
-        Image.fromarray(frame).save(buffer, format="JPEG", quality=90)
-        data = buffer.getvalue()
-        if index == broken:
-            data = b"\xff\xd8" + np.random.default_rng(3).integers(0, 256, len(data), dtype=np.uint8).tobytes()
-        fragments.append(data)
-    ds = _dicom_dataset(frames)
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-    ds.PixelData = encapsulate(fragments)
-    ds["PixelData"].VR = "OB"
-    ds["PixelData"].is_undefined_length = True
-    ds.save_as(path, enforce_file_format=True)
-    return facts("dicom", n_frames, 32, 48, 1, fps=25.0)
+    fragments = jpeg_fragments(frames)
+    if 0 <= broken < n_frames:
+        size = len(fragments[broken])
+        fragments[broken] = b"\xff\xd8" + np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8).tobytes()
+    return save_jpeg_dicom(path, frames, fragments)
 
 
 @pytest.fixture
