@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from monai.transforms import Compose, MapTransform, Transform
+from monai.transforms import MapTransform, Transform
 
 from ultrassl.data.pipeline import Pipeline
 from ultrassl.transforms.intensity import NormalizeClipd, ToChannelsClipd
