@@ -3,7 +3,8 @@
 Starts the Streamlit viewer (``apps/viewer.py`` of the source tree) with the server options a
 page that shows patient data needs, whatever the user's Streamlit configuration says:
 
-* bound to 127.0.0.1 (``--network`` binds every interface and prints what that exposes);
+* bound to 127.0.0.1; another address only when the user types it (``--address``), and the
+  command then prints what that exposes;
 * XSRF protection and CORS checks on, usage statistics off, the development toolbar hidden;
 * error details off in the page (``client.showErrorDetails = "none"``: exception types,
   messages and tracebacks go to the terminal only; the page shows its own one-line messages);
@@ -55,9 +56,10 @@ def parser() -> argparse.ArgumentParser:
                    help="a folder of trained models (checkpoints are offered by task, objective and date); "
                         "repeatable; default: ./runs when it exists")
     p.add_argument("--port", type=int, default=8501, help="port (default 8501)")
-    p.add_argument("--network", action="store_true",
-                   help="serve on every network interface instead of this machine only (no login: anyone who "
-                        "can reach the port sees the served folders)")
+    p.add_argument("--address", default=LOCALHOST,
+                   help=f"address to listen on (default {LOCALHOST}, this machine only); another address serves "
+                        "the network it belongs to, with no login: anyone who can reach the port sees the served "
+                        "folders")
     p.add_argument("--unmasked", action="store_true",
                    help="let the page show what lies outside the scan sector, where scanners burn in patient "
                         "details (hidden otherwise, with no switch in the page)")
@@ -84,7 +86,7 @@ def command(args: argparse.Namespace) -> list[str]:
         raise ValueError(f"the viewer page is not at {VIEWER}: run ultrassl app from a source checkout")
     if not 1 <= args.port <= 65535 or args.max_upload_mb < 1:
         raise ValueError("--port must be 1-65535 and --max-upload-mb at least 1")
-    options = {**SAFE_OPTIONS, "server.address": "0.0.0.0" if args.network else LOCALHOST,
+    options = {**SAFE_OPTIONS, "server.address": args.address,
                "server.port": str(args.port), "server.maxUploadSize": str(args.max_upload_mb)}
     line = [sys.executable, "-m", "streamlit", "run", str(VIEWER), *(f"--{k}={v}" for k, v in options.items()),
             "--", "--data", str(data)]
@@ -97,13 +99,26 @@ def command(args: argparse.Namespace) -> list[str]:
     return line
 
 
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` is this machine only (127.0.0.0/8, ::1 or localhost)."""
+    import ipaddress
+
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def exposure(args: argparse.Namespace, line: Sequence[str]) -> str:
     """What the started server exposes, in words, for the terminal."""
     served = [line[i + 1] for i, word in enumerate(line) if word in ("--data", "--runs")]
-    where = (f"every network interface, port {args.port}: anyone who can reach this machine's port can browse"
-             if args.network else f"http://{LOCALHOST}:{args.port} (this machine only)")
+    local = is_loopback(args.address)
+    where = (f"http://{args.address}:{args.port} (this machine only)" if local else
+             f"address {args.address}, port {args.port}: anyone who can reach it on the network can browse")
     lines = [f"serving on {where}", "  folders: " + ", ".join(served)]
-    if args.network:
+    if not local:
         lines.append("  there is no login; clips, their frames and model outputs are visible to every visitor")
     lines.append("  outside the scan sector (burned-in patient text): "
                  + ("shown when a visitor turns masking off (--unmasked)" if args.unmasked else "always hidden"))

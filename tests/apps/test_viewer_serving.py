@@ -146,11 +146,14 @@ def test_the_app_command_starts_safe_by_default(fetal_set, tmp_path, capsys, mon
     assert "--unmasked" not in command and "always hidden" in out
 
 
-def test_serving_on_the_network_says_what_it_exposes(fetal_set, capsys):
-    assert app_main([str(fetal_set.parent), "--network", "--unmasked", "--port", "9000", "--dry-run"]) == 0
+def test_serving_on_the_network_is_asked_for_and_says_what_it_exposes(fetal_set, capsys):
+    assert app_main([str(fetal_set.parent), "--address", "192.0.2.7", "--unmasked", "--port", "9000",
+                     "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "--server.address=0.0.0.0" in out and "every network interface, port 9000" in out
+    assert "--server.address=192.0.2.7" in out and "address 192.0.2.7, port 9000" in out
     assert "there is no login" in out and "--unmasked" in out
+    assert app_main([str(fetal_set.parent), "--address", "::1", "--dry-run"]) == 0
+    assert "(this machine only)" in capsys.readouterr().out
     assert app_main(["/no/such/folder", "--dry-run"]) == 2
     assert "no such folder or manifest" in capsys.readouterr().err
 
