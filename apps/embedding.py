@@ -94,15 +94,9 @@ def embed_loop(model: EmbeddingModel, path: str, frames_per_clip: int = DEFAULT_
     Raises:
         ClipReadError: (a subclass) the clip cannot be read.
     """
-    from ultrassl.data.datasets import typed_cause
+    from ultrassl.downstream.inference import load_loop
 
-    try:
-        loop = model.transform({"path": str(path)})["clip"]  # (C, N, h, w) as the model sees it
-    except Exception as exc:
-        typed = typed_cause(exc)
-        if typed is not None:
-            raise typed from None
-        raise
+    loop = load_loop(model.transform, path)  # (C, N, h, w) as the model sees it
     n = loop.shape[1]
     chosen = sorted({int(t) for t in np.linspace(0, n - 1, min(frames_per_clip, n)).round()})
     windows = window_indices(n, model.clip_frames)[chosen]  # (K, T)

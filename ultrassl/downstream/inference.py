@@ -24,7 +24,23 @@ from ultrassl.downstream.task import LoopPrediction
 from ultrassl.downstream.tasks import task_of_model
 from ultrassl.errors import CheckpointError
 
-__all__ = ["LoopPrediction", "LoopPredictor"]
+__all__ = ["LoopPrediction", "LoopPredictor", "load_loop"]
+
+
+def load_loop(transform, path: str | os.PathLike) -> torch.Tensor:
+    """Every frame of the clip at ``path`` through a pipeline's ``inference_transform``,
+    ``(C, N, h, w)``.
+
+    Raises:
+        ClipReadError: (a subclass) the clip cannot be read; not MONAI's wrapper of it.
+    """
+    try:
+        return transform({"path": str(path)})["clip"]
+    except Exception as exc:
+        typed = typed_cause(exc)
+        if typed is not None:
+            raise typed from None
+        raise
 
 
 class LoopPredictor:
@@ -63,13 +79,7 @@ class LoopPredictor:
         Raises:
             ClipReadError: (a subclass) the clip cannot be read; not MONAI's wrapper of it.
         """
-        try:
-            return self.transform({"path": str(path)})["clip"]
-        except Exception as exc:
-            typed = typed_cause(exc)
-            if typed is not None:
-                raise typed from None
-            raise
+        return load_loop(self.transform, path)
 
     def predict(self, path: str | os.PathLike,
                 progress: Callable[[int, int], None] | None = None) -> LoopPrediction:
