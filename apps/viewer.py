@@ -296,10 +296,17 @@ def cached_checkpoint_entry(path: str, stamp: tuple[int, int] | None,
     return serving.describe_checkpoint(path, _served)
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def cached_checkpoints(runs: tuple[str, ...]) -> list[str]:
+    """The run folders' checkpoints, walked once per half minute rather than on every rerun
+    (a new checkpoint shows up within 30 s)."""
+    return [str(p) for p in serving.find_checkpoints([Path(r) for r in runs])]
+
+
 def model_choices(task: Task, served: serving.ServedFolders) -> dict[str, str]:
     """``{checkpoint path: label}`` of the task's models under the run folders, newest first."""
     choices = {}
-    for path in serving.find_checkpoints(served.runs):
+    for path in cached_checkpoints(tuple(str(r) for r in served.runs)):
         entry = cached_checkpoint_entry(str(path), _stamp(str(path)), served)
         if entry is not None and entry.task == task.name:
             choices[entry.path] = entry.label
@@ -790,7 +797,7 @@ def _embedding_section(clips: pd.DataFrame, served: serving.ServedFolders, manif
                      "features to 2D; click a point to open that frame."):
         return
     entries = {}
-    for path in serving.find_checkpoints(served.runs):
+    for path in cached_checkpoints(tuple(str(r) for r in served.runs)):
         entry = cached_checkpoint_entry(str(path), _stamp(str(path)), served)
         if entry is not None:
             entries[entry.path] = entry.label
