@@ -1,5 +1,6 @@
 """``ultrassl data ...``: index (and fully verify) folders into manifests, split them by patient,
-de-identify DICOM exports, convert clips to mp4 or MHA, and generate the simulated data sets.
+de-identify DICOM exports, pack clips into streaming shards, convert clips to mp4 or MHA, and
+generate the simulated data sets.
 
 The ``ultrassl`` command finds :func:`main` through the ``ultrassl.commands`` entry point
 declared in ``pyproject.toml``; this package imports ``ultrassl``, never the reverse.
@@ -124,6 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--keep-outside-sector", action="store_true",
                          help="keep the pixels outside the scan sector (where scanners burn in patient details)")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    pack = commands.add_parser(
+        "pack",
+        help="decode a manifest's clips once into WebDataset tar shards, with a manifest of the packed clips",
+        description=(
+            "Decode every ok clip of MANIFEST once and write its frames, timing, spacing, audio and annotations "
+            "into tar shards under OUT/shards (WebDataset's layout), then OUT/manifest.csv naming the packed "
+            "clips: train with it in place of MANIFEST. --part i/N packs one of N slices (one task of a job "
+            "array); the last part to finish writes OUT/manifest.csv. Rerunning skips finished parts."
+        ),
+    )
+    pack.add_argument("manifest", type=Path, metavar="MANIFEST", help="manifest CSV of the clips to pack")
+    pack.add_argument("out", type=Path, metavar="OUT", help="pack folder")
+    pack.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+                      help="resize frames to this size (default: keep each clip's size, which gives the same "
+                           "training batches as the source files)")
+    pack.add_argument("--part", default="0/1", metavar="i/N", help="pack the i-th (0-based) of N slices (default 0/1)")
+    pack.add_argument("--shard-mb", type=float, default=1024.0, help="start a new shard past this many MB (default 1024)")
+    pack.add_argument("--quiet", action="store_true", help="no progress bar")
 
     synth = commands.add_parser(
         "synth",
@@ -256,6 +276,37 @@ def _run_convert(args) -> int:
     return 1 if failed else 0
 
 
+def _run_pack(args) -> int:
+    from tqdm import tqdm
+
+    from data_tools.pack import parse_part, pack_part
+
+    part = parse_part(args.part)
+    if args.size is not None and min(args.size) < 1:
+        raise UsageError(f"--size needs positive HEIGHT WIDTH, got {args.size}")
+    if args.shard_mb <= 0:
+        raise UsageError(f"--shard-mb must be positive, got {args.shard_mb}")
+    with tqdm(total=None, unit="clip", disable=args.quiet, leave=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = pack_part(args.manifest, args.out, size=None if args.size is None else tuple(args.size),
+                           part=part, shard_bytes=int(args.shard_mb * 2**20), progress=progress)
+    where = f"part {part[0]}/{part[1]}"
+    if result.skipped:
+        print(f"{where} was packed before; nothing to do")
+    else:
+        print(f"{where}: packed {result.packed} clips into {len(result.shards)} shards under {args.out / 'shards'}"
+              + (f"; {result.refused} clips could not be read (refused rows, see the manifest's error column)"
+                 if result.refused else ""))
+    if result.manifest is not None:
+        print(f"manifest: {result.manifest}")
+    else:
+        print("the manifest is written when every part is packed")
+    return 1 if result.refused else 0
+
+
 def _run_synth(args) -> int:
     import ultrassl.synth as synth
 
@@ -288,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_convert(args)
         if args.command == "deid":
             return _run_deid(args)
+        if args.command == "pack":
+            return _run_pack(args)
         return _run_synth(args)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)

@@ -13,6 +13,7 @@ from monai.data import Dataset
 from ultrassl.data.manifest import FLOAT_COLUMNS, INT_COLUMNS, PATH_COLUMNS, read_manifest
 from ultrassl.errors import ManifestError, UltrasslError
 from ultrassl.io import ClipInfo, probe_clip
+from ultrassl.io.packed import clip_stamp
 
 #: manifest columns that describe indexing, not the clip; left out of items
 _INDEXING_COLUMNS = ("status", "error")
@@ -121,8 +122,10 @@ class ManifestDataset(Dataset):
 
     def clip_info(self, path: str, format: str | None = None) -> ClipInfo:
         """The probe of ``path``, from this process's cache while the file is unchanged."""
-        stat = os.stat(path) if os.path.exists(path) else None
-        stamp = (stat.st_size, stat.st_mtime_ns) if stat is not None else (-1, -1)
+        try:
+            stamp = clip_stamp(path)[1:]
+        except OSError:
+            stamp = (-1, -1)
         cached = self._infos.get(path)
         if cached is not None and cached[0] == stamp:
             return cached[1]

@@ -7,7 +7,7 @@ column         type     meaning
 ============== ======== ==========================================================
 path           str      the clip (file or frame folder); relative to the manifest's
                         folder when it lies under it, absolute otherwise
-format         str      reader name: dicom, itk, video, frames
+format         str      reader name: dicom, itk, video, frames, packed
 n_frames       int      frames T in the file
 fps            float    frames per second (empty: the file does not say)
 height, width  int      frame size in pixels

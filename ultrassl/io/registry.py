@@ -20,6 +20,7 @@ from ultrassl.errors import (
 from ultrassl.io.base import ClipReader
 from ultrassl.io.files import check_openable
 from ultrassl.io.limits import get_decode_limits
+from ultrassl.io.packed import clip_file
 from ultrassl.io.types import Clip, ClipInfo
 
 
@@ -28,9 +29,10 @@ def _readers() -> list[ClipReader]:
     from ultrassl.io.dicom import DicomReader
     from ultrassl.io.frames import FrameFolderReader
     from ultrassl.io.itk import ItkReader
+    from ultrassl.io.packed import PackedReader
     from ultrassl.io.video import VideoReader
 
-    return [DicomReader(), ItkReader(), VideoReader(), FrameFolderReader()]
+    return [PackedReader(), DicomReader(), ItkReader(), VideoReader(), FrameFolderReader()]
 
 
 _READERS: list[ClipReader] | None = None
@@ -50,16 +52,17 @@ def get_reader(path: str | os.PathLike, format: str | None = None) -> ClipReader
     if format is not None:
         for reader in readers():
             if reader.name == format:
-                check_openable(path)
+                check_openable(clip_file(path))
                 return reader
         raise UnsupportedFormatError(f"unknown format {format!r}", str(path))
-    check_openable(path)
+    check_openable(clip_file(path))
     for reader in readers():
         if reader.can_read(path):
             return reader
     raise UnsupportedFormatError(
         f"unsupported file type {path.suffix or '(no suffix)'!r}; "
-        "expected DICOM, .mha/.mhd/.nii/.nii.gz/.nrrd, .mp4/.avi/.mov/.mkv or a folder of frames",
+        "expected DICOM, .mha/.mhd/.nii/.nii.gz/.nrrd, .mp4/.avi/.mov/.mkv, a folder of frames "
+        "or a packed clip (<shard>.tar::<key>)",
         str(path),
     )
 

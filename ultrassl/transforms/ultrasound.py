@@ -16,7 +16,6 @@ Clips are float32 tensors ``(C, T, H, W)`` with values in [0, 1]; masks ``(1, 1,
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
@@ -184,8 +183,9 @@ class LoopSector:
         """Boolean ``(H, W)`` sector of the file at ``path`` (``info``: its probe, if known)."""
         from ultrassl.io import probe_clip, read_clip
 
-        stat = os.stat(path)
-        key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+        from ultrassl.io.packed import clip_stamp
+
+        key = clip_stamp(path)
         if key in self._masks:
             self._masks.move_to_end(key)
             return self._masks[key]
