@@ -25,6 +25,7 @@ test: install
 bench: install
 	$(PY) benchmarks/data_loading.py
 	$(PY) benchmarks/fit_memory.py
+	$(PY) benchmarks/pack_throughput.py
 
 clean:
 	rm -rf $(VENV) runs

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ultrassl.errors import UltrasslError
+from ultrassl.io.packed import clip_file
 
 #: most checkpoints listed from the run folders (newest first), so a huge tree stays quick
 MAX_CHECKPOINTS = 400
@@ -58,8 +59,9 @@ class ServedFolders:
         return (self.data, *self.runs, *self.extra)
 
     def contains(self, path: str | os.PathLike) -> bool:
-        """Whether ``path`` resolves (links followed) inside a served folder."""
-        resolved = Path(os.path.realpath(path))
+        """Whether ``path`` resolves (links followed) inside a served folder; for a packed clip
+        (``<shard>.tar::<key>``), whether its shard does."""
+        resolved = Path(os.path.realpath(clip_file(path)))
         return any(resolved == root or root in resolved.parents for root in self.roots)
 
     def check(self, path: str | os.PathLike, what: str = "file") -> str:

@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from apps import overlays
+from data_tools.pack import pack_part
 from ultrassl.io import read_clip
 
 VIEWER = str(Path(__file__).resolve().parents[2] / "apps" / "viewer.py")
@@ -73,6 +74,22 @@ def test_lists_clips_and_shows_the_first_frame(fetal_set, renders):
     expected = read_clip(fetal_set.parent / "sweeps" / "sweep_000.dcm", [0]).frames[0]
     np.testing.assert_array_equal(shown["frame"], expected)
     assert shown["scale"] == 8 and shown["image"].shape == (64 * 8, 80 * 8, 3)
+
+
+def test_a_packed_manifest_shows_the_same_frames_and_labels(fetal_set, renders, tmp_path):
+    served = tmp_path / "served"
+    shutil.copytree(fetal_set.parent, served)
+    packed = pack_part(served / "manifest.csv", served / "packed").manifest
+    app = _app(packed)
+    assert not app.exception and not app.error
+    clips = _clips(app)
+    assert [o.split(" · ")[0] for o in clips.options] == [
+        "shards/part-0000-of-0001-000000.tar::clip-00000000",
+        "shards/part-0000-of-0001-000000.tar::clip-00000001"]
+    assert _metric(app, "Frames") == "12"
+    assert _metric(app, "Pixel spacing").endswith("mm")
+    expected = read_clip(served / "sweeps" / "sweep_000.dcm", [0]).frames[0]
+    np.testing.assert_array_equal(renders[-1]["frame"], expected)
 
 
 @pytest.mark.parametrize("clip", ["sweeps/sweep_000.dcm", "sweeps/sweep_001.mp4"])

@@ -62,14 +62,18 @@ def test_served_folders_refuse_without_saying_whether_a_file_exists(tmp_path):
     served = serving.ServedFolders.of(tmp_path / "data", [tmp_path / "runs"])
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "link.dcm").symlink_to("/etc/passwd")
+    (tmp_path / "outside.tar").write_bytes(b"")
+    (tmp_path / "data" / "link.tar").symlink_to(tmp_path / "outside.tar")
     messages = set()
     for path in ("/etc/shadow", "/etc/no-such-file", str(tmp_path / "data" / ".." / "x"),
-                 str(tmp_path / "data" / "link.dcm")):
+                 str(tmp_path / "data" / "link.dcm"), f"{tmp_path / 'data' / 'link.tar'}::clip-00000001",
+                 f"{tmp_path / 'outside.tar'}::clip-00000001"):
         with pytest.raises(serving.NotServedError) as caught:
             served.check(path)
         messages.add(str(caught.value))
     assert len(messages) == 1  # the same words for every refused path
     assert served.check(str(tmp_path / "runs" / "a" / "model.ckpt"))
+    assert served.check(f"{tmp_path / 'data' / 'shards' / 'a.tar'}::clip-00000001")  # a packed clip of the folder
 
 
 def test_a_clip_of_the_folder_opens_without_a_manifest(served_copy, renders):
