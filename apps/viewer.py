@@ -461,7 +461,7 @@ def _choose_source(served: serving.ServedFolders, args: argparse.Namespace):
     base = served.data
     if source == "Manifest":
         if not manifests:
-            st.info(f"No manifest under the served folder; open a clip of the folder or upload one.")
+            st.info("No manifest under the served folder; open a clip of the folder or upload one.")
             return None
         if st.session_state.get(MANIFEST_KEY) not in manifests:
             st.session_state[MANIFEST_KEY] = given if given in manifests else manifests[0]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ultrassl.benchmark.profile import load_profile
-from ultrassl.benchmark.report import budget_checks, metric_defects, task_results
+from ultrassl.benchmark.report import budget_checks, task_results
 from ultrassl.benchmark.store import FolderMismatchError, claim_folder, read_json, write_json
 
 PROFILE = {
