@@ -1,6 +1,6 @@
-"""``ultrassl data ...``: index (and fully verify) folders into manifests, split them by patient,
-de-identify DICOM exports, pack clips into streaming shards, convert clips to mp4 or MHA, and
-generate the simulated data sets.
+"""``ultrassl data ...``: index (and fully verify) folders into manifests, verify a manifest's
+clips again, split them by patient, de-identify DICOM exports, pack clips into streaming
+shards, convert clips to mp4 or MHA, and generate the simulated data sets.
 
 The ``ultrassl`` command finds :func:`main` through the ``ultrassl.commands`` entry point
 declared in ``pyproject.toml``; this package imports ``ultrassl``, never the reverse.
@@ -125,6 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--keep-outside-sector", action="store_true",
                          help="keep the pixels outside the scan sector (where scanners burn in patient details)")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    verify = commands.add_parser(
+        "verify",
+        help="decode a manifest's ok clips again (every frame by default); damaged ones become refused rows",
+        description=(
+            "Read every ok clip of MANIFEST (any format, packed clips included: their checksums too) and mark "
+            "the ones that fail refused, with the reason, in MANIFEST (or --output). Use it after copying an "
+            "archive or a pack. Exits 1 when a clip was refused."
+        ),
+    )
+    verify.add_argument("manifest", type=Path, metavar="MANIFEST", help="manifest CSV to check")
+    verify.add_argument("--level", choices=("sample", "full"), default="full",
+                        help="'full' (default) decodes every frame; 'sample' the first, middle and last")
+    verify.add_argument("-o", "--output", type=Path, help="write here instead of updating MANIFEST")
+    verify.add_argument("--quiet", action="store_true", help="no progress bar")
 
     pack = commands.add_parser(
         "pack",
@@ -276,6 +291,33 @@ def _run_convert(args) -> int:
     return 1 if failed else 0
 
 
+def _run_verify(args) -> int:
+    from tqdm import tqdm
+
+    from ultrassl.data.indexing import index_file
+    from ultrassl.data.manifest import read_manifest, write_manifest
+
+    table = read_manifest(args.manifest, status=None)
+    ok = table.index[table["status"] == "ok"]
+    refused = []
+    for position in tqdm(ok, unit="clip", disable=args.quiet, leave=False):
+        path = table.at[position, "path"]
+        checked = index_file(path, args.level)
+        error = checked["error"]
+        if checked["status"] == "ok" and int(checked["n_frames"]) != int(table.at[position, "n_frames"]):
+            error = (f"FrameCountMismatchError: the manifest says {int(table.at[position, 'n_frames'])} frames, "
+                     f"the file holds {int(checked['n_frames'])}")
+        if error:
+            table.at[position, "status"], table.at[position, "error"] = "refused", error
+            refused.append((path, error))
+    out = write_manifest(table, args.output or args.manifest)
+    print(f"verified {len(ok)} clips ({args.level}): {len(ok) - len(refused)} ok, {len(refused)} refused; "
+          f"manifest: {out}")
+    for path, error in refused:
+        print(f"  refused: {path}: {error}")
+    return 1 if refused else 0
+
+
 def _run_pack(args) -> int:
     from tqdm import tqdm
 
@@ -341,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_deid(args)
         if args.command == "pack":
             return _run_pack(args)
+        if args.command == "verify":
+            return _run_verify(args)
         return _run_synth(args)
     except SystemExit as exc:  # --help
         return int(exc.code or 0)

@@ -33,6 +33,7 @@ decode are written as ``refused`` rows with the reader's typed error, as the ind
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -134,6 +135,7 @@ def _sample(key: str, row: dict, size: tuple[int, int] | None, out: Path) -> tup
                      "source_format": clip.info.format, "source_size": [int(height), int(width)]},
     }
     sample = {"__key__": key, FRAMES: _npy_bytes(frames)}
+    info["frames_sha256"] = hashlib.sha256(sample[FRAMES]).hexdigest()
     if clip.audio is not None:
         info["audio_sample_rate"] = int(clip.audio_sample_rate)
         info["audio_start_s"] = float(np.min(clip.timestamps_s))

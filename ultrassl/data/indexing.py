@@ -84,7 +84,9 @@ def verify_level(validate: bool | str) -> str:
 
 def verify_every_frame(reader, path: Path, info) -> None:
     """Decode every frame of a clip, :data:`VERIFY_CHUNK_FRAMES` at a time, so that damage
-    anywhere in the loop is found; the error is the reader's, with the frames it was reading."""
+    anywhere in the loop is found; the error is the reader's, with the frames it was reading.
+    Then the reader's own integrity check (a packed clip's checksum: raw pixels have no
+    redundancy for a decoder to notice damage in)."""
     for start in range(0, int(info.n_frames), VERIFY_CHUNK_FRAMES):
         indices = np.arange(start, min(start + VERIFY_CHUNK_FRAMES, int(info.n_frames)), dtype=np.int64)
         try:
@@ -94,6 +96,7 @@ def verify_every_frame(reader, path: Path, info) -> None:
         if len(clip.frames) != len(indices):
             raise FrameCountMismatchError(f"frames {start}-{indices[-1]}: {len(clip.frames)} decoded of "
                                           f"{len(indices)}", str(path))
+    reader.check_integrity(path, info)
 
 
 def index_file(path: str, validate: bool | str = True) -> dict:

@@ -47,6 +47,10 @@ class ClipReader(ABC):
         what is needed where the format allows it. Return frames in the order asked.
         """
 
+    def check_integrity(self, path: Path, info: ClipInfo) -> None:
+        """After every frame decoded: checks that decoding cannot make (a stored checksum).
+        By default none; formats that carry one raise :class:`~ultrassl.errors.CorruptFileError`."""
+
     def validate(self, path: Path, info: ClipInfo) -> None:
         """Check that the file decodes: by default its first, middle and last frames."""
         n = info.n_frames

@@ -11,7 +11,8 @@ member               content
 ``<key>.frames.npy`` uint8 ``(T, H, W, C)``, the decoded clip (resized when packing
                      was asked to), stored uncompressed
 ``<key>.info.json``  ``n_frames``, ``height``, ``width``, ``channels``, ``fps``,
-                     ``spacing_mm`` (after resizing), ``timestamps_s``, the source's
+                     ``spacing_mm`` (after resizing), ``timestamps_s``, the SHA-256 of
+                     the frames member (``frames_sha256``), the source's
                      non-identifying ``metadata`` and, with audio, ``audio_sample_rate``
                      and ``audio_start_s``
 ``<key>.audio.npy``  float32 ``(channels, samples)`` in [-1, 1] from ``audio_start_s``
@@ -29,6 +30,7 @@ shard's size and modification time are unchanged.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tarfile
@@ -178,6 +180,7 @@ class PackedReader(ClipReader):
             spacing_mm=None if spacing is None else (float(spacing[0]), float(spacing[1])),
             has_audio=self._member(path, AUDIO, required=False) is not None,
             metadata={**facts.get("metadata", {}), "packed_timestamps_s": facts.get("timestamps_s"),
+                      "frames_sha256": facts.get("frames_sha256"),
                       "audio_sample_rate": facts.get("audio_sample_rate"),
                       "audio_start_s": facts.get("audio_start_s")},
         )
@@ -196,6 +199,26 @@ class PackedReader(ClipReader):
         if with_audio and info.has_audio:
             clip.audio, clip.audio_sample_rate = self._audio_span(path, info, timestamps)
         return clip
+
+    def check_integrity(self, path: Path, info: ClipInfo) -> None:
+        """The frames member's SHA-256 against the one recorded when packing."""
+        expected = info.metadata.get("frames_sha256")
+        if not expected:
+            return
+        shard, offset, size = self._member(path, FRAMES)
+        digest = hashlib.sha256()
+        with open(shard, "rb") as handle:
+            handle.seek(offset)
+            remaining = size
+            while remaining > 0:
+                block = handle.read(min(remaining, 1 << 22))
+                if not block:
+                    break
+                digest.update(block)
+                remaining -= len(block)
+        if remaining or digest.hexdigest() != expected:
+            raise CorruptFileError("the frames differ from those packed (SHA-256 mismatch: the shard was damaged)",
+                                   str(path))
 
     def _audio_span(self, path: Path, info: ClipInfo, timestamps: np.ndarray) -> tuple[np.ndarray, int]:
         """The stored audio from the earliest frame asked for to one frame past the last, as the

@@ -328,11 +328,22 @@ def _scan_packets(container, stream, path: Path) -> _Scan:
             f"truncated: the header declares {declared} frames, the file holds {n_frames + n_discarded}",
             str(path),
         )
+
     sorted_pts = None
     if all(p is not None for p in pts):
         sorted_pts = np.sort(np.asarray(pts, dtype=np.int64))
         if np.any(np.diff(sorted_pts) == 0):
             sorted_pts = None
+    if (container.format.name in _DECODE_ORDER_FORMATS and declared > n_frames + n_discarded
+            and not container.streams.audio):
+        # An AVI's header counts its video chunks. Fewer found means chunks were cut off or
+        # damaged past the demuxer's recognition, unless empty "dropped frame" chunks (which
+        # the demuxer does not return) stand in for them: FFmpeg's muxer writes those when an
+        # audio track starts first, so with audio the count is not a test of damage.
+        raise CorruptFileError(
+            f"damaged or truncated: the header declares {declared} frames, {n_frames + n_discarded} can be found",
+            str(path),
+        )
     if declared == 0 and sorted_pts is not None:
         _check_declared_duration(stream, sorted_pts, path)
     if sorted_pts is not None and keyframe_ordinals:
@@ -474,10 +485,20 @@ def _decoded(container, stream, path: Path, where) -> Iterator:
         for packet in container.demux(stream):
             if packet.size == 0:  # end of stream: drained below
                 continue
-            yield from packet.decode()
-        yield from stream.codec_context.decode(None)
+            yield from _checked(packet.decode(), path, where)
+        yield from _checked(stream.codec_context.decode(None), path, where)
     except av.error.FFmpegError as exc:
         raise _typed_av_error(exc, path, f"cannot decode the video near {where()}") from exc
+
+
+def _checked(pictures, path: Path, where) -> list:
+    """``pictures``, unless the decoder flagged one as corrupt (it decoded damaged data and hid
+    the damage: FFmpeg conceals rather than fails)."""
+    for picture in pictures:
+        if getattr(picture, "is_corrupt", False):
+            raise CorruptFileError(f"damaged data in the video stream near {where()}: the decoder had to "
+                                   "conceal errors", str(path))
+    return pictures
 
 
 def _seek_targets(first: int, interval: int) -> list[int]:
@@ -538,7 +559,7 @@ def _read_in_decode_order(container, stream, wanted: np.ndarray, intra_only: boo
                 if packet.size == 0:
                     continue
                 if ordinal in todo:
-                    pictures = packet.decode()
+                    pictures = _checked(packet.decode(), path, lambda: f"frame {ordinal}")
                     if len(pictures) != 1:
                         raise CorruptFileError(f"frame {ordinal} could not be decoded", str(path))
                     store(ordinal, pictures[0], None)
