@@ -1,13 +1,16 @@
 """``ultrassl data deid``: de-identify DICOM ultrasound exports, header and pixels.
 
-Header: dicognito, chosen over pydicom's deid recipes because it implements the DICOM PS3.15
-Basic Application Level Confidentiality Profile as a library call rather than a recipe to
-maintain, and because its ``seed`` makes every replacement keyed and reproducible: the same
-key maps a patient to the same pseudonym, the same UIDs and the same date shift in every run
-and across studies, so longitudinal series stay aligned (the Retain Longitudinal Temporal
-Information with Modified Dates option). On top of it: private tags removed, Patient
-Identity Removed = YES, and the De-identification Method Code Sequence naming the profile
-(DCM 113100) and the option (DCM 113107).
+Header: dicognito, chosen over pydicom's deid recipes because it replaces identifying values
+as a library call rather than a recipe to maintain, and because its ``seed`` makes every
+replacement keyed and reproducible. The seed is per patient (:func:`patient_seed`, an HMAC of
+the patient ID under the user's key), so the same key maps a patient to the same pseudonym,
+the same UIDs and the same date shift in every run and across studies, and each patient has
+their own shift (the Retain Longitudinal Temporal Information with Modified Dates option).
+dicognito covers names, IDs, UIDs, dates and addresses, not the profile's whole table:
+:mod:`data_tools.deid_profile` then applies PS3.15 Table E.1-1's action to every other listed
+attribute (descriptions, comments, serial numbers, overlays ...). On top: private tags
+removed, Patient Identity Removed = YES, and the De-identification Method Code Sequence
+naming the profile (DCM 113100) and the option (DCM 113107).
 
 Pixels: scanners burn the patient's name and dates into the image outside the scan area. Only
 the Sequence of Ultrasound Regions is kept (or, where a file has no regions, the scan sector
@@ -24,17 +27,23 @@ only to a file the user names.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import hashlib
+import hmac
 import io
+import logging
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from data_tools import deid_profile
 from ultrassl.atomic import atomic_write, write_text_atomically
 
 #: DICOM codes of the de-identification performed (PS3.16 CID 7050)
@@ -59,10 +68,54 @@ class DeidResult:
     skipped: bool = False
 
 
-def _anonymizer(key: str):
+def patient_seed(key: str, patient_id: str) -> str:
+    """dicognito's seed for one patient: HMAC-SHA256 of the original patient ID under the key.
+
+    dicognito draws its date offset from the seed alone, so one seed for a whole archive would
+    shift every patient by the same interval; a seed per patient gives each patient their own
+    shift (the same in every study and run with the same key) and keeps the key out of reach
+    of anyone who learns one patient's shift."""
+    return hmac.new(key.encode(), b"patient:" + patient_id.encode(), hashlib.sha256).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _anonymizer(seed: str):
     from dicognito.anonymizer import Anonymizer
 
-    return Anonymizer(seed=key)
+    return Anonymizer(seed=seed)
+
+
+def _deidentify_header(ds, seed: str) -> None:
+    """dicognito's keyed replacements, then every other attribute of PS3.15 Table E.1-1."""
+    before = deid_profile.snapshot(ds)
+    with _quiet_keyword_lookups():
+        _anonymizer(seed).anonymize(ds)
+    deid_profile.enforce(ds, before, seed.encode())
+
+
+class _KeywordLookupFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _KEYWORD_LOOKUP not in record.getMessage()
+
+
+#: what pydicom says when dicognito looks up the time that goes with a date attribute
+#: ("FirstTreatmentDate" -> "FirstTreatmentTime") that has no such partner; harmless
+_KEYWORD_LOOKUP = "used with the 'in' operator"
+
+
+@contextlib.contextmanager
+def _quiet_keyword_lookups():
+    """Keeps pydicom's warning and log line about a missing keyword out of the terminal: one
+    per date attribute without a time partner, per file, says nothing to the user."""
+    quiet = _KeywordLookupFilter()
+    logger = logging.getLogger("pydicom")
+    logger.addFilter(quiet)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=f".*{_KEYWORD_LOOKUP}")
+            yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _keep_mask(ds, source: Path, n_rows: int, n_cols: int) -> tuple[np.ndarray, str]:
@@ -128,7 +181,8 @@ def _mark(ds) -> None:
         code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = value, "DCM", meaning
         codes.append(code)
     ds.DeidentificationMethodCodeSequence = Sequence(codes)
-    ds.DeidentificationMethod = "ultrassl deid: PS3.15 Basic, Modified Dates; pixels cleaned"  # LO: 64 chars at most
+    edition = deid_profile.profile_table()[0]
+    ds.DeidentificationMethod = f"ultrassl: PS3.15 Basic ({edition}), Modified Dates, pixels cleaned"[:64]  # LO
 
 
 def output_name(ds) -> Path:
@@ -146,7 +200,8 @@ def deidentify_file(source: str | os.PathLike, out: Path, quarantine: Path, key:
     try:
         header = pydicom.dcmread(source, stop_before_pixels=True)
         original_id = str(header.get("PatientID", ""))
-        _anonymizer(key).anonymize(header)
+        seed = patient_seed(key, original_id)
+        _deidentify_header(header, seed)
         if pseudonyms is not None:
             pseudonyms[original_id] = str(header.PatientID)
         target = out / output_name(header)
@@ -154,7 +209,7 @@ def deidentify_file(source: str | os.PathLike, out: Path, quarantine: Path, key:
             return DeidResult(str(source), output=str(target), skipped=True)
         ds = pydicom.dcmread(source)
         _clean_pixels(ds, source)
-        _anonymizer(key).anonymize(ds)
+        _deidentify_header(ds, seed)
         _mark(ds)
         buffer = io.BytesIO()
         ds.save_as(buffer, enforce_file_format=True)

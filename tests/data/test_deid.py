@@ -116,3 +116,90 @@ def test_real_ultrasound_files_of_pydicom_are_deidentified_and_still_read(name, 
     assert info.n_frames == int(before.get("NumberOfFrames") or 1)
     frame = read_clip(result.output, [0]).frames[0]
     assert frame.shape[:2] == (before.Rows, before.Columns) and frame.max() > 0
+
+
+#: a value of each representation, recognisable after de-identification
+_PLANTED = {"PN": "DOE^JOHN", "DA": "19700102", "TM": "101010", "DT": "19700102101010", "AS": "045Y", "IS": "7",
+            "DS": "1.5", "US": 7, "SS": 7, "UL": 7, "SL": 7, "SV": 7, "UV": 7, "FL": 1.5, "FD": 1.5, "AT": 0x00100010,
+            "OB": b"PHIBYTES", "OW": b"PHIBYTES", "UN": b"PHIBYTES", "OD": b"PHIBYTES", "OF": b"PHIBYTES",
+            "OL": b"PHIBYTES", "OV": b"PHIBYTES", "CS": "PHI", "AE": "PHIAE"}
+
+
+def _planted_value(vr: str, number: int):
+    if vr == "UI":
+        return f"1.2.826.0.1.3680043.99.{number}"
+    return _PLANTED.get(vr, f"PHI-VALUE-{number}")
+
+
+def test_every_attribute_of_the_profile_table_loses_its_value(export, tmp_path):
+    """Every attribute of PS3.15 Table E.1-1 (dicom-anonymizer's transcription, the table the
+    command enforces) is planted in a real export file with an identifying value, nested
+    sequences included; after de-identification none keeps it: X attributes are gone, Z ones
+    empty or replaced, D and U ones replaced; dates keep their intervals."""
+    from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.tag import Tag
+
+    from data_tools.deid_profile import action_of, profile_table
+
+    _, exact, masked = profile_table()
+    tags = [Tag(t) for t in exact] + [Tag(g, e or 0x3000) for g, e, _, _, _ in masked]
+    ds = pydicom.dcmread(export[0])
+    planted = {}
+    for tag in tags:
+        if tag.group in (0x0000, 0x0002) or not dictionary_has_tag(tag):
+            continue  # command and file-meta elements cannot sit in a file's dataset
+        if tag in ds:
+            planted[tag] = ds[tag].value if ds[tag].VR != "SQ" else None
+            continue
+        vr = dictionary_VR(tag).split(" or ")[0]
+        if vr == "SQ":
+            item = Dataset()
+            item.PatientName, item.TextValue = "DOE^JOHN", "PHI-IN-A-SEQUENCE"
+            ds.add_new(tag, "SQ", Sequence([item]))
+            planted[tag] = None
+        else:
+            ds.add_new(tag, vr, _planted_value(vr, len(planted)))
+            planted[tag] = ds[tag].value
+    ds.AcquisitionDate, ds.StudyDate = "19700110", "19700102"  # an X and a Z date of the table
+    source = tmp_path / "planted.dcm"
+    ds.save_as(source, enforce_file_format=True)
+    assert len(planted) > 550
+
+    result = deidentify([str(source)], tmp_path / "out", "secret")[0]
+    assert result.output, result.reason
+    after = pydicom.dcmread(result.output)
+    kept = []
+    for tag, value in planted.items():
+        action = action_of(tag)
+        name = keyword_for_tag(tag) or str(tag)
+        if action.startswith("X") and dictionary_VR(tag) not in ("DA", "DT", "TM"):
+            if tag in after and not (tag == Tag("DeidentificationMethod")):
+                kept.append((name, action, "present"))
+            continue
+        if tag not in after:
+            continue
+        element = after[tag]
+        if element.VR == "SQ":
+            if any(item.get("PatientName") == "DOE^JOHN" or "TextValue" in item for item in element.value):
+                kept.append((name, action, "sequence item kept"))
+        elif element.value not in (None, "", b"") and str(element.value) == str(value):
+            kept.append((name, action, element.value))
+    assert not kept, f"{len(kept)} attributes keep their values: {kept[:10]}"
+    days = lambda d: np.datetime64(f"{d[:4]}-{d[4:6]}-{d[6:]}")  # noqa: E731
+    assert days(after.AcquisitionDate) - days(after.StudyDate) == np.timedelta64(8, "D")
+    assert after.StudyDate != "19700102"
+
+
+def test_each_patient_has_their_own_date_shift(export, tmp_path):
+    sources = []
+    for number, patient in enumerate(("PATIENT-A", "PATIENT-B", "PATIENT-A")):
+        ds = pydicom.dcmread(export[0])
+        ds.PatientID, ds.StudyDate, ds.StudyInstanceUID = patient, "20200101", f"1.2.826.0.1.3680043.99.7.{number}"
+        ds.SOPInstanceUID = f"1.2.826.0.1.3680043.99.8.{number}"
+        ds.save_as(tmp_path / f"{number}.dcm", enforce_file_format=True)
+        sources.append(str(tmp_path / f"{number}.dcm"))
+    results = deidentify(sources, tmp_path / "out", "secret")
+    dates = [pydicom.dcmread(r.output).StudyDate for r in results]
+    assert dates[0] == dates[2] and dates[0] != dates[1]
