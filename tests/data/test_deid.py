@@ -192,7 +192,7 @@ def test_every_attribute_of_the_profile_table_loses_its_value(export, tmp_path):
     assert after.StudyDate != "19700102"
 
 
-def test_each_patient_has_their_own_date_shift(export, tmp_path):
+def test_each_patient_has_their_own_date_shift_and_a_study_keeps_its_uid_across_runs(export, tmp_path):
     sources = []
     for number, patient in enumerate(("PATIENT-A", "PATIENT-B", "PATIENT-A")):
         ds = pydicom.dcmread(export[0])
@@ -203,3 +203,11 @@ def test_each_patient_has_their_own_date_shift(export, tmp_path):
     results = deidentify(sources, tmp_path / "out", "secret")
     dates = [pydicom.dcmread(r.output).StudyDate for r in results]
     assert dates[0] == dates[2] and dates[0] != dates[1]
+    # another file of patient A's first study, de-identified in a later run: the same study UID
+    ds = pydicom.dcmread(sources[0])
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.99.8.9"
+    ds.save_as(tmp_path / "later.dcm", enforce_file_format=True)
+    later = pydicom.dcmread(deidentify([str(tmp_path / "later.dcm")], tmp_path / "out", "secret")[0].output)
+    first = pydicom.dcmread(results[0].output)
+    assert later.StudyInstanceUID == first.StudyInstanceUID and later.SOPInstanceUID != first.SOPInstanceUID
+    assert later.PatientID == first.PatientID and later.StudyDate == first.StudyDate
