@@ -57,6 +57,11 @@ def triplet_samples(n: int, seed: int) -> list[dict]:
              "negative_params": {"temporal": {"negative_far_enough": True}}} for _ in range(n)]
 
 
+def window_samples(n: int, seed: int) -> list[dict]:
+    generator = torch.Generator().manual_seed(seed)
+    return [{view: _clip(generator) for view in ("past", "current", "future", "instance")} for _ in range(n)]
+
+
 def _order_geometry(**backbone):
     from ultrassl.objectives.order_geometry import OrderGeometry
 
@@ -81,8 +86,14 @@ def _cate(**backbone):
     return CATE(head_dim=16, head_heads=2, projection_dim=8, **backbone), pair_samples
 
 
+def _cep(**backbone):
+    from ultrassl.objectives.cep import CEP
+
+    return CEP(head_hidden=16, projection_dim=8, queue_size=8, **backbone), window_samples
+
+
 #: every pretraining objective: name -> builder(**backbone) -> (module, sample maker)
-OBJECTIVES = {"order_geometry": _order_geometry, "cvrl": _cvrl, "vtdl": _vtdl, "cate": _cate}
+OBJECTIVES = {"order_geometry": _order_geometry, "cvrl": _cvrl, "vtdl": _vtdl, "cate": _cate, "cep": _cep}
 
 
 def write_pretrain_checkpoint(path: Path, objective: str = "order_geometry", backbone: dict | None = None,

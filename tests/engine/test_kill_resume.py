@@ -16,7 +16,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
-OBJECTIVES = ("order_geometry", "cvrl", "vtdl", "cate")
+OBJECTIVES = ("order_geometry", "cvrl", "vtdl", "cate", "cep")
 
 
 class ReportSteps(L.Callback):
