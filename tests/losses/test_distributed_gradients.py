@@ -10,6 +10,8 @@ processes, must hold the same keys in the same order on each.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -70,6 +72,10 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
                    f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+    # Leave without running destructors: freeing the DDP reducers after the group is gone can
+    # deadlock in torch (the gloo thread waits for the GIL that the destructor joining it
+    # holds), which hangs the test now and then. The results are on disk.
+    os._exit(0)
 
 
 def test_gathered_ntxent_gradients_equal_on_one_and_two_processes(tmp_path):
