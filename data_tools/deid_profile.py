@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import importlib
 import pkgutil
 from typing import Any
 
@@ -57,7 +56,7 @@ def profile_table() -> tuple[str, dict[int, str], tuple[tuple[int, int, int, int
     editions = sorted(m.name for m in pkgutil.iter_modules(databases.__path__) if m.name.startswith("dicomfields_"))
     if not editions:
         raise RuntimeError("dicom-anonymizer ships no PS3.15 table")
-    module = importlib.import_module(f"{databases.__name__}.{editions[-1]}")
+    module = pkgutil.resolve_name(f"{databases.__name__}.{editions[-1]}")
     exact: dict[int, str] = {}
     masked: list[tuple[int, int, int, int, str]] = []
     for category, action in _CATEGORIES.items():
