@@ -26,6 +26,7 @@ bench: install
 	$(PY) benchmarks/data_loading.py
 	$(PY) benchmarks/fit_memory.py
 	$(PY) benchmarks/pack_throughput.py
+	$(PY) benchmarks/av_parameters.py
 
 clean:
 	rm -rf $(VENV) runs

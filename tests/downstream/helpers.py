@@ -62,6 +62,12 @@ def window_samples(n: int, seed: int) -> list[dict]:
     return [{view: _clip(generator) for view in ("past", "current", "future", "instance")} for _ in range(n)]
 
 
+def segment_samples(n: int, seed: int) -> list[dict]:
+    generator = torch.Generator().manual_seed(seed)
+    return [{"visual": torch.stack([_clip(generator) for _ in range(2)]),
+             "audio": torch.randn(2, 1, 16, 12, generator=generator), "path": f"clip{i}.mp4"} for i in range(n)]
+
+
 def _order_geometry(**backbone):
     from ultrassl.objectives.order_geometry import OrderGeometry
 
@@ -92,8 +98,16 @@ def _cep(**backbone):
     return CEP(head_hidden=16, projection_dim=8, queue_size=8, **backbone), window_samples
 
 
+def _av_transformer(**backbone):
+    from ultrassl.objectives.av_transformer import AudioVisualTransformer
+
+    return AudioVisualTransformer(width=16, depth=1, heads=2, rank=4, num_segments=2, audio_channels=(4, 8),
+                                  num_negatives=2, **backbone), segment_samples
+
+
 #: every pretraining objective: name -> builder(**backbone) -> (module, sample maker)
-OBJECTIVES = {"order_geometry": _order_geometry, "cvrl": _cvrl, "vtdl": _vtdl, "cate": _cate, "cep": _cep}
+OBJECTIVES = {"order_geometry": _order_geometry, "cvrl": _cvrl, "vtdl": _vtdl, "cate": _cate, "cep": _cep,
+              "av_transformer": _av_transformer}
 
 
 def write_pretrain_checkpoint(path: Path, objective: str = "order_geometry", backbone: dict | None = None,

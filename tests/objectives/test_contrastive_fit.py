@@ -67,7 +67,7 @@ def test_fit_with_the_shipped_config_lowers_the_loss(objective, extra, skip, cha
     assert last < 0.6 * chance, (objective, chance, trace)
 
 
-@pytest.mark.parametrize("objective", ["cvrl", "vtdl", "cate", "cep"])
+@pytest.mark.parametrize("objective", ["cvrl", "vtdl", "cate", "cep", "av_transformer"])
 def test_natural_video_configs_build_model_and_data(objective, motion, tmp_path, one_thread):
     cli = UltrasslCLI(args=[
         "-c", str(CONFIGS / f"{objective}_natural.yaml"),

@@ -19,7 +19,7 @@ What the command adds to a plain LightningCLI:
   ``config.yaml``, ``provenance.json``, ``checkpoints/``), and the learning rate logged;
 * :class:`~ultrassl.engine.provenance.Provenance` in every checkpoint (resolved config, seed,
   package versions, manifest SHA-256), loadable with ``torch.load(weights_only=True)``;
-* values said once: the model's ``in_channels``, ``num_frames`` and ``mode`` (where its
+* values said once: the model's ``in_channels``, ``num_frames``, ``mode`` and ``num_segments`` (where its
   class takes them), and a downstream model's ``pipeline``, are the data pipeline's
   (:data:`SHARED_SETTINGS`, see :func:`take_from_pipeline`). A config states them in
   ``data.init_args.pipeline`` only; an older config that states them in the model too
@@ -57,7 +57,7 @@ from ultrassl.errors import ClipReadError, UltrasslError
 from ultrassl.plain import plain
 
 #: model arguments that are the data pipeline's settings (stated once, in the pipeline)
-SHARED_SETTINGS = ("in_channels", "num_frames", "mode")
+SHARED_SETTINGS = ("in_channels", "num_frames", "mode", "num_segments")
 #: the model argument that receives the whole data pipeline (downstream models)
 PIPELINE_ARGUMENT = "pipeline"
 

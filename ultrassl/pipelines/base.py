@@ -152,18 +152,21 @@ class ClipPipeline(Pipeline):
         """Keyword arguments every temporal sampler of this pipeline takes."""
         return {"target_fps": self.target_fps, "short_clip": self.short_clip}
 
-    def load_steps(self, sampler: ClipSampler, views: str | Sequence[str] = ("clip",)) -> list[Transform]:
+    def load_steps(self, sampler: ClipSampler, views: str | Sequence[str] = ("clip",),
+                   with_audio: bool = False) -> list[Transform]:
         """Choose frames, decode them, convert channels and mask the sector.
 
         After these steps each view ``v`` is float32 ``(in_channels, T, H0, W0)`` in [0, 1] at
         the file's frame size, with ``"{v}_frame_indices"``, ``"{v}_meta"`` and the sampler's
         record ``"{v}_params"["temporal"]``; with sector masking, ``"sector_mask"``
-        ``(1, 1, H0, W0)`` is found on the first view and applied to all.
+        ``(1, 1, H0, W0)`` is found on the first view and applied to all. With ``with_audio``
+        each view's audio over its time span comes too (``"{v}_audio"``; a file without an
+        audio track is a :class:`~ultrassl.errors.ClipReadError` naming it).
         """
         views = _as_keys(views)
         steps: list[Transform] = [
             SampleFramesd(sampler, view_keys=views),
-            LoadClipd(view_keys=views, loop_cache_mb=self.loop_cache_mb),
+            LoadClipd(view_keys=views, with_audio=with_audio, loop_cache_mb=self.loop_cache_mb),
             ToChannelsClipd(views, channels=self.in_channels),
         ]
         if self.mask_sector:
