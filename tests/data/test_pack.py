@@ -242,3 +242,43 @@ def test_audio_travels_with_the_frames(tmp_path):
         np.testing.assert_allclose(a.audio[:, :n], b.audio[:, :n], atol=1e-6)
     # the shipped configs read the packed manifest like any other
     assert yaml.safe_load((PRETRAIN / "cvrl.yaml").read_text())["data"]["class_path"].endswith("ManifestDataModule")
+
+
+class _Batches:
+    """A Lightning callback recording every training batch's tensors and the step's loss."""
+
+    def __init__(self):
+        import lightning as L
+
+        recorder = self
+
+        class Record(L.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                recorder.batches.append({k: v.clone() for k, v in _tensors(batch).items()})
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                recorder.losses.append(float(outputs["loss"]))
+
+        self.batches: list[dict[str, torch.Tensor]] = []
+        self.losses: list[float] = []
+        self.callback = Record()
+
+
+def test_a_pretraining_run_on_the_shards_sees_the_same_batches_and_losses(source, packed, tmp_path):
+    runs = {}
+    for name, manifest in (("source", source), ("packed", packed)):
+        record = _Batches()
+        UltrasslCLI(args=[
+            "fit", "-c", str(PRETRAIN / "order_geometry.yaml"), f"--data.init_args.manifest={manifest}",
+            f"--trainer.default_root_dir={tmp_path / name}", "--trainer.max_epochs=2", "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+            "--trainer.limit_val_batches=0", "--model.init_args.backbone_kwargs.channels=[4,8,8]",
+            "--model.init_args.head_hidden=16", "--data.init_args.batch_size=4", "--data.init_args.num_workers=0",
+            "--data.init_args.clips_per_video=4", "--data.init_args.pipeline.init_args.size=[32, 40]",
+        ], trainer_defaults={"callbacks": [record.callback]})
+        runs[name] = record
+    assert len(runs["source"].batches) == len(runs["packed"].batches) == 6  # 2 epochs x 3 training sweeps x 4 / 4
+    for a, b in zip(runs["source"].batches, runs["packed"].batches):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, equal_nan=True, msg=key)
+    assert runs["source"].losses == pytest.approx(runs["packed"].losses, rel=1e-6)
