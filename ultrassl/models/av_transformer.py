@@ -1,6 +1,7 @@
 """Pieces of the parameter-efficient audio-visual transformer (Lee et al., ICLR 2021).
 
-* :class:`AudioCNN`: a small 2D CNN over log-mel spectrograms ``(B, 1, mels, frames)``.
+* :class:`AudioCNN`: a small 2D CNN over log-mel spectrograms ``(B, 1, mels, frames)`` that
+  keeps coarse frequency bands (pitch).
 * :class:`FactorisedLinear`: ``W x = U R normalise(V x) + b`` with ``V`` (in -> O) and the
   orthogonal core ``R`` (O x O, kept orthogonal by ``torch.nn.utils.parametrizations.orthogonal``)
   private to one transformer, and ``U`` (O -> out) shared by all of them.
@@ -28,12 +29,16 @@ ROLES = ("query", "key", "value", "output", "ffn_in", "ffn_out")
 
 
 class AudioCNN(nn.Module):
-    """Conv(3x3, stride 2) -> BatchNorm -> ReLU per stage, then global average pooling.
+    """Conv(3x3, stride 2) -> BatchNorm -> ReLU per stage, then the mean over time and an average
+    over ``frequency_bins`` bands of the mel axis, flattened.
 
-    Input ``(B, 1, mels, frames)``; output ``(B, channels[-1])`` (``num_features``).
+    Pitch is where the energy sits on the mel axis: pooling over frequency too, as image CNNs
+    pool over space, would keep the texture of the sound and lose which tone it is.
+
+    Input ``(B, 1, mels, frames)``; output ``(B, channels[-1] * frequency_bins)`` (``num_features``).
     """
 
-    def __init__(self, channels: tuple[int, ...] | list[int] = (16, 32, 64)):
+    def __init__(self, channels: tuple[int, ...] | list[int] = (16, 32, 64), frequency_bins: int = 4):
         super().__init__()
         layers: list[nn.Module] = []
         width = 1
@@ -42,13 +47,14 @@ class AudioCNN(nn.Module):
                        nn.ReLU(inplace=True)]
             width = out
         self.features = nn.Sequential(*layers)
-        self.num_features = width
+        self.pool = nn.AdaptiveAvgPool2d((frequency_bins, 1))
+        self.num_features = width * frequency_bins
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
-        return self.features(spectrogram).mean(dim=(2, 3))
+        return self.pool(self.features(spectrogram)).flatten(1)
 
 
 class SharedFactors(nn.Module):
