@@ -78,24 +78,33 @@ def pretext_sample(config: Mapping[str, Any], row: Mapping[str, Any], seed: int 
 
 
 def pretext_views(sample: Mapping[str, Any], config: Mapping[str, Any]) -> list[PretextView]:
-    """The clips of ``sample`` (every ``(C, T, H, W)`` tensor), with their recorded parameters
-    and what those mean for the config's objective."""
+    """The clips of ``sample`` (every ``(C, T, H, W)`` tensor, and each segment of a stacked
+    ``(S, C, T, H, W)`` one), with their recorded parameters and what those mean for the
+    config's objective."""
     views = []
     for key, value in sample.items():
-        if not (isinstance(value, torch.Tensor) and value.ndim == 4 and value.shape[0] in (1, 3)):
+        if not isinstance(value, torch.Tensor):
             continue
-        params = _plain(sample.get(f"{key}_params") or {})
-        indices = sample.get(f"{key}_frame_indices")
-        if indices is None:
-            indices = sample.get("clip_frame_indices")  # one draw of frames shared by every view
-        if indices is not None:
-            indices = [int(i) for i in indices]
-            order = (params.get("permutation") or {}).get("permutation")
-            if order and len(order) == len(indices):  # shown frame i is sampled frame order[i]
-                indices = [indices[int(i)] for i in order]
-        views.append(PretextView(key, display_frames(value), indices, params, _notes(params)))
+        if value.ndim == 4 and value.shape[0] in (1, 3):
+            views.append(_view(sample, key, key, value))
+        elif value.ndim == 5 and value.shape[1] in (1, 3):  # stacked segments (audio-visual: seg0, seg1 ...)
+            views += [_view(sample, f"{key} {i}", f"seg{i}", segment) for i, segment in enumerate(value)]
     _add_cate_encodings(views, sample, config)
     return views
+
+
+def _view(sample: Mapping[str, Any], name: str, key: str, clip: torch.Tensor) -> PretextView:
+    """The view of ``clip``, whose records are under ``key`` in the sample."""
+    params = _plain(sample.get(f"{key}_params") or {})
+    indices = sample.get(f"{key}_frame_indices")
+    if indices is None:
+        indices = sample.get("clip_frame_indices")  # one draw of frames shared by every view
+    if indices is not None:
+        indices = [int(i) for i in indices]
+        order = (params.get("permutation") or {}).get("permutation")
+        if order and len(order) == len(indices):  # shown frame i is sampled frame order[i]
+            indices = [indices[int(i)] for i in order]
+    return PretextView(name, display_frames(clip), indices, params, _notes(params))
 
 
 def display_frames(clip: torch.Tensor) -> np.ndarray:

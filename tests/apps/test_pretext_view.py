@@ -86,3 +86,16 @@ def test_the_page_draws_a_sample_and_offers_unmasked_pipelines_only_when_the_ser
     page.toggle(key="show_pretext").set_value(True).run()
     assert not page.exception
     assert any(e.value.startswith("ClipTooShortError") and "short.dcm" in e.value for e in page.error)
+
+
+def test_the_audio_visual_segments_are_shown_one_by_one(tmp_path):
+    from tests.media import write_test_video
+    from ultrassl.data.indexing import index_folder
+
+    write_test_video(tmp_path / "av.mp4", n_frames=40, size=(32, 64), fps=25, with_audio=True)
+    row = index_folder(tmp_path, progress=False).iloc[0].to_dict()
+    config = objective_configs()["av_transformer_natural"]
+    views = pretext_views(pretext_sample(config, row, seed=1), config)
+    assert [v.key for v in views] == ["visual 0", "visual 1", "visual 2", "visual 3"]
+    starts = [v.frame_indices[0] for v in views]
+    assert starts == sorted(starts) and len(set(starts)) == 4  # consecutive segments of one window
