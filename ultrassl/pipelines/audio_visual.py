@@ -26,12 +26,8 @@ from ultrassl.pipelines.base import SECTOR_MASK, ClipPipeline, KeepCollatabled
 from ultrassl.transforms.audio import LogMeld
 from ultrassl.transforms.intensity import (
     NormalizeClipd,
-    RandColorJitterClipd,
-    RandGrayscaleClipd,
-    RandUltrasoundIntensityd,
 )
 from ultrassl.transforms.io import audio_key
-from ultrassl.transforms.spatial import RandFlipClipd, RandResizedCropClipd
 from ultrassl.transforms.temporal import MultiSegmentSampler
 
 
@@ -102,22 +98,7 @@ class AudioVisualPipeline(ClipPipeline):
                                    **self.sampler_options())
 
     def augment_steps(self) -> list[Transform]:
-        views = list(self.views)
-        keys = views + ([SECTOR_MASK] if self.keep_sector_mask else [])
-        modes = [self.resize_mode] * len(views) + (["nearest"] if self.keep_sector_mask else [])
-        steps: list[Transform] = [
-            RandResizedCropClipd(keys, self.size, scale=self.crop_scale, ratio=self.crop_ratio, mode=modes,
-                                 antialias=self.antialias),
-            RandFlipClipd(keys, prob=self.flip_prob),
-        ]
-        if self.modality == "natural":
-            steps += [RandColorJitterClipd(views, **self.jitter, prob=self.color_prob),
-                      RandGrayscaleClipd(views, prob=self.grayscale_prob)]
-        else:
-            steps.append(RandUltrasoundIntensityd(views, brightness=self.jitter["brightness"],
-                                                  contrast=self.jitter["contrast"], gamma=self.gamma,
-                                                  prob=self.color_prob))
-        return steps
+        return self.jitter_steps(self.views, masks=[SECTOR_MASK] if self.keep_sector_mask else [])
 
     def train_transform(self) -> Compose:
         views = self.views

@@ -183,6 +183,32 @@ class ClipPipeline(Pipeline):
             modes.append("nearest")
         return [ResizeClipd(keys, self.size, mode=modes, antialias=self.antialias, allow_missing_keys=True)]
 
+    def jitter_steps(self, keys: str | Sequence[str], masks: Sequence[str] = ()) -> list[Transform]:
+        """One draw of clip-consistent augmentation shared by every clip in ``keys``: random
+        resized crop to ``size`` and horizontal flip (``masks`` follow both, nearest), then colour
+        jitter and grayscale (natural video) or brightness/contrast/gamma (ultrasound).
+
+        For recipes that set ``crop_scale``, ``crop_ratio``, ``flip_prob``, ``color_prob``,
+        ``jitter`` (brightness, contrast, saturation, hue), ``grayscale_prob`` and ``gamma``.
+        """
+        from ultrassl.transforms.intensity import RandColorJitterClipd, RandGrayscaleClipd, RandUltrasoundIntensityd
+        from ultrassl.transforms.spatial import RandFlipClipd, RandResizedCropClipd
+
+        images = list(_as_keys(keys))
+        spatial = images + list(masks)
+        modes = [self.resize_mode] * len(images) + ["nearest"] * len(masks)
+        steps: list[Transform] = [
+            RandResizedCropClipd(spatial, self.size, scale=self.crop_scale, ratio=self.crop_ratio, mode=modes,
+                                 antialias=self.antialias),
+            RandFlipClipd(spatial, prob=self.flip_prob),
+        ]
+        if self.modality == "natural":
+            return steps + [RandColorJitterClipd(images, **self.jitter, prob=self.color_prob),
+                            RandGrayscaleClipd(images, prob=self.grayscale_prob)]
+        return steps + [RandUltrasoundIntensityd(images, brightness=self.jitter["brightness"],
+                                                 contrast=self.jitter["contrast"], gamma=self.gamma,
+                                                 prob=self.color_prob)]
+
     def finish_steps(self, image_keys: str | Sequence[str] = ("clip",)) -> list[Transform]:
         """Normalise the image keys and drop what would not collate (and the mask, unless kept)."""
         drop = () if self.keep_sector_mask else (SECTOR_MASK,)

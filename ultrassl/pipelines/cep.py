@@ -19,14 +19,11 @@ and normalised. Views: ``past``, ``current``, ``future``, ``instance``, float32
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from monai.transforms import Compose, Transform
 
 from ultrassl.pipelines.base import ClipPipeline
-from ultrassl.transforms.intensity import RandColorJitterClipd, RandGrayscaleClipd, RandUltrasoundIntensityd
-from ultrassl.transforms.spatial import RandFlipClipd, RandResizedCropClipd
 from ultrassl.transforms.temporal import PastCurrentFutureSampler
 
 SNIPPETS = ("past", "current", "future")
@@ -88,25 +85,8 @@ class CEPPipeline(ClipPipeline):
         return PastCurrentFutureSampler(self.num_frames, self.stride, with_instance_view=True,
                                         **self.sampler_options())
 
-    def draw_steps(self, keys: Sequence[str]) -> list[Transform]:
-        """One draw of the augmentation, applied alike to every clip in ``keys``."""
-        keys = list(keys)
-        steps: list[Transform] = [
-            RandResizedCropClipd(keys, self.size, scale=self.crop_scale, ratio=self.crop_ratio,
-                                 mode=self.resize_mode, antialias=self.antialias),
-            RandFlipClipd(keys, prob=self.flip_prob),
-        ]
-        if self.modality == "natural":
-            steps += [RandColorJitterClipd(keys, **self.jitter, prob=self.color_prob),
-                      RandGrayscaleClipd(keys, prob=self.grayscale_prob)]
-        else:
-            steps.append(RandUltrasoundIntensityd(keys, brightness=self.jitter["brightness"],
-                                                  contrast=self.jitter["contrast"], gamma=self.gamma,
-                                                  prob=self.color_prob))
-        return steps
-
     def augment_steps(self) -> list[Transform]:
-        return self.draw_steps(SNIPPETS) + self.draw_steps([INSTANCE])
+        return self.jitter_steps(SNIPPETS) + self.jitter_steps(INSTANCE)
 
     def train_transform(self) -> Compose:
         return Compose(self.load_steps(self.sampler(), VIEWS) + self.augment_steps() + self.finish_steps(VIEWS))

@@ -22,8 +22,6 @@ from typing import Any
 from monai.transforms import Compose, Transform
 
 from ultrassl.pipelines.base import ClipPipeline
-from ultrassl.transforms.intensity import RandColorJitterClipd, RandGrayscaleClipd, RandUltrasoundIntensityd
-from ultrassl.transforms.spatial import RandFlipClipd, RandResizedCropClipd
 from ultrassl.transforms.tca import RandTemporalConsistentAugmentd
 from ultrassl.transforms.temporal import TripletSampler
 
@@ -100,22 +98,7 @@ class VTDLPipeline(ClipPipeline):
 
     def view_steps(self, view: str) -> list[Transform]:
         """Basic augmentation of one view (its own draws)."""
-        steps: list[Transform] = [
-            RandResizedCropClipd(view, self.size, scale=self.crop_scale, ratio=self.crop_ratio,
-                                 mode=self.resize_mode, antialias=self.antialias),
-            RandFlipClipd(view, prob=self.flip_prob),
-        ]
-        if self.modality == "natural":
-            steps += [
-                RandColorJitterClipd(view, **self.jitter, prob=self.color_prob),
-                RandGrayscaleClipd(view, prob=self.grayscale_prob),
-            ]
-        else:
-            steps.append(RandUltrasoundIntensityd(
-                view, brightness=self.jitter["brightness"], contrast=self.jitter["contrast"], gamma=self.gamma,
-                prob=self.color_prob,
-            ))
-        return steps
+        return self.jitter_steps(view)
 
     def augment_steps(self) -> list[Transform]:
         if self.basic_augmentation:
