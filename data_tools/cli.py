@@ -9,6 +9,7 @@ declared in ``pyproject.toml``; this package imports ``ultrassl``, never the rev
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -271,18 +272,26 @@ def _run_deid(args) -> int:
     return 1 if quarantined else 0
 
 
-def _run_convert(args) -> int:
+@contextlib.contextmanager
+def _clip_progress(quiet: bool):
+    """A progress bar of clips and the ``progress(done, total)`` callback that moves it."""
     from tqdm import tqdm
+
+    with tqdm(total=None, unit="clip", disable=quiet, leave=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield progress
+
+
+def _run_convert(args) -> int:
 
     from data_tools.convert import convert_folder
 
     if not args.source.exists():
         raise UsageError(f"IN {str(args.source)!r} does not exist")
-    with tqdm(total=None, unit="clip", disable=args.quiet, leave=False) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with _clip_progress(args.quiet) as progress:
         results = convert_folder(args.source, args.out, args.to, args.keep_outside_sector, progress)
     failed = [r for r in results if r.output is None]
     print(f"converted {len(results) - len(failed)} of {len(results)} clips to {args.to} in {args.out}")
@@ -319,7 +328,6 @@ def _run_verify(args) -> int:
 
 
 def _run_pack(args) -> int:
-    from tqdm import tqdm
 
     from data_tools.pack import parse_part, pack_part
 
@@ -328,11 +336,7 @@ def _run_pack(args) -> int:
         raise UsageError(f"--size needs positive HEIGHT WIDTH, got {args.size}")
     if args.shard_mb <= 0:
         raise UsageError(f"--shard-mb must be positive, got {args.shard_mb}")
-    with tqdm(total=None, unit="clip", disable=args.quiet, leave=False) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
+    with _clip_progress(args.quiet) as progress:
         result = pack_part(args.manifest, args.out, size=None if args.size is None else tuple(args.size),
                            part=part, shard_bytes=int(args.shard_mb * 2**20), progress=progress)
     where = f"part {part[0]}/{part[1]}"
