@@ -12,8 +12,8 @@ the same batches as from the source files when the pack keeps the source's size.
 Why WebDataset's format: a shard is a plain tar, written with ``webdataset.TarWriter`` and
 readable by ``webdataset.WebDataset`` from local disk, HTTP or object storage (``pipe:`` URLs)
 on any number of nodes, with no server or database; LitData and MosaicML Streaming, the other
-engines that fit, both require torchvision, which this project cannot install beside its
-pinned CPU torch. Within this project the shards are read by random access (frames mapped from
+engines that fit, both depend on PyTorch's image package, which cannot be installed beside
+this project's pinned CPU torch (see pyproject.toml). Within this project the shards are read by random access (frames mapped from
 the tar), so the data module's per-rank seeded sampler shards and shuffles them across
 processes and nodes exactly as it does files.
 
