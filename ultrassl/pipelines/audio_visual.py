@@ -78,13 +78,8 @@ class AudioVisualPipeline(ClipPipeline):
         self.stride = stride
         self.segment_length = segment_length
         self.mel = dict(num_audio_frames=num_audio_frames, n_mels=n_mels, n_fft=n_fft, hop_length=hop_length)
-        self.crop_scale = tuple(crop_scale)
-        self.crop_ratio = tuple(crop_ratio)
-        self.flip_prob = flip_prob
-        self.color_prob = color_prob
-        self.jitter = dict(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
-        self.grayscale_prob = grayscale_prob
-        self.gamma = gamma
+        self.set_jitter(crop_scale, crop_ratio, flip_prob, color_prob, brightness, contrast, saturation, hue,
+                        grayscale_prob, gamma)
         # Built once here so that bad options fail when the config is read, not in a worker.
         self.sampler()
         self.augment_steps()

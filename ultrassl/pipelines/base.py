@@ -183,13 +183,26 @@ class ClipPipeline(Pipeline):
             modes.append("nearest")
         return [ResizeClipd(keys, self.size, mode=modes, antialias=self.antialias, allow_missing_keys=True)]
 
-    def jitter_steps(self, keys: str | Sequence[str], masks: Sequence[str] = ()) -> list[Transform]:
+    def set_jitter(self, crop_scale: Sequence[float], crop_ratio: Sequence[float], flip_prob: float,
+                   color_prob: float, brightness: float, contrast: float, saturation: float, hue: float,
+                   grayscale_prob: float, gamma: float) -> None:
+        """Store the settings of :meth:`jitter_steps` (a recipe's constructor passes its own)."""
+        self.crop_scale = tuple(crop_scale)
+        self.crop_ratio = tuple(crop_ratio)
+        self.flip_prob = flip_prob
+        self.color_prob = color_prob
+        self.jitter = dict(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
+        self.grayscale_prob = grayscale_prob
+        self.gamma = gamma
+
+    def jitter_steps(self, keys: str | Sequence[str], masks: Sequence[str] = (),
+                     per_frame: bool = False) -> list[Transform]:
         """One draw of clip-consistent augmentation shared by every clip in ``keys``: random
         resized crop to ``size`` and horizontal flip (``masks`` follow both, nearest), then colour
-        jitter and grayscale (natural video) or brightness/contrast/gamma (ultrasound).
+        jitter and grayscale (natural video) or brightness/contrast/gamma (ultrasound). With
+        ``per_frame``, every frame gets its own draw instead (CVRL's ablation).
 
-        For recipes that set ``crop_scale``, ``crop_ratio``, ``flip_prob``, ``color_prob``,
-        ``jitter`` (brightness, contrast, saturation, hue), ``grayscale_prob`` and ``gamma``.
+        Its settings come from :meth:`set_jitter`.
         """
         from ultrassl.transforms.intensity import RandColorJitterClipd, RandGrayscaleClipd, RandUltrasoundIntensityd
         from ultrassl.transforms.spatial import RandFlipClipd, RandResizedCropClipd
@@ -199,15 +212,15 @@ class ClipPipeline(Pipeline):
         modes = [self.resize_mode] * len(images) + ["nearest"] * len(masks)
         steps: list[Transform] = [
             RandResizedCropClipd(spatial, self.size, scale=self.crop_scale, ratio=self.crop_ratio, mode=modes,
-                                 antialias=self.antialias),
-            RandFlipClipd(spatial, prob=self.flip_prob),
+                                 antialias=self.antialias, per_frame=per_frame),
+            RandFlipClipd(spatial, prob=self.flip_prob, per_frame=per_frame),
         ]
         if self.modality == "natural":
-            return steps + [RandColorJitterClipd(images, **self.jitter, prob=self.color_prob),
-                            RandGrayscaleClipd(images, prob=self.grayscale_prob)]
+            return steps + [RandColorJitterClipd(images, **self.jitter, prob=self.color_prob, per_frame=per_frame),
+                            RandGrayscaleClipd(images, prob=self.grayscale_prob, per_frame=per_frame)]
         return steps + [RandUltrasoundIntensityd(images, brightness=self.jitter["brightness"],
                                                  contrast=self.jitter["contrast"], gamma=self.gamma,
-                                                 prob=self.color_prob)]
+                                                 prob=self.color_prob, per_frame=per_frame)]
 
     def finish_steps(self, image_keys: str | Sequence[str] = ("clip",)) -> list[Transform]:
         """Normalise the image keys and drop what would not collate (and the mask, unless kept)."""

@@ -70,13 +70,8 @@ class CEPPipeline(ClipPipeline):
                              "cannot follow both; set keep_sector_mask: false")
         self.num_frames = num_frames
         self.stride = stride
-        self.crop_scale = tuple(crop_scale)
-        self.crop_ratio = tuple(crop_ratio)
-        self.flip_prob = flip_prob
-        self.color_prob = color_prob
-        self.jitter = dict(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
-        self.grayscale_prob = grayscale_prob
-        self.gamma = gamma
+        self.set_jitter(crop_scale, crop_ratio, flip_prob, color_prob, brightness, contrast, saturation, hue,
+                        grayscale_prob, gamma)
         # Built once here so that bad options fail when the config is read, not in a worker.
         self.sampler()
         self.augment_steps()

@@ -27,13 +27,9 @@ from monai.transforms import Compose, Transform
 
 from ultrassl.pipelines.base import ClipPipeline
 from ultrassl.transforms.intensity import (
-    RandColorJitterClipd,
     RandGaussianBlurClipd,
-    RandGrayscaleClipd,
     RandSolarizeClipd,
-    RandUltrasoundIntensityd,
 )
-from ultrassl.transforms.spatial import RandFlipClipd, RandResizedCropClipd
 from ultrassl.transforms.temporal import GapDistribution, PairSampler
 
 VIEWS = ("view1", "view2")
@@ -97,13 +93,8 @@ class CVRLPipeline(ClipPipeline):
         self.strides = None if strides is None else [int(s) for s in strides]
         self.gap = gap
         self.per_frame = per_frame
-        self.crop_scale = tuple(crop_scale)
-        self.crop_ratio = tuple(crop_ratio)
-        self.flip_prob = flip_prob
-        self.color_prob = color_prob
-        self.jitter = dict(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue)
-        self.grayscale_prob = grayscale_prob
-        self.gamma = gamma
+        self.set_jitter(crop_scale, crop_ratio, flip_prob, color_prob, brightness, contrast, saturation, hue,
+                        grayscale_prob, gamma)
         self.blur_prob = _pair(blur_prob, "blur_prob")
         self.blur_sigma = tuple(blur_sigma)
         self.solarize_prob = _pair(solarize_prob, "solarize_prob")
@@ -119,21 +110,7 @@ class CVRLPipeline(ClipPipeline):
     def view_steps(self, view: str, index: int) -> list[Transform]:
         """The strong augmentation of one view; ``index`` 0 or 1 picks the blur/solarise pair."""
         per_frame = self.per_frame
-        steps: list[Transform] = [
-            RandResizedCropClipd(view, self.size, scale=self.crop_scale, ratio=self.crop_ratio,
-                                 mode=self.resize_mode, antialias=self.antialias, per_frame=per_frame),
-            RandFlipClipd(view, prob=self.flip_prob, per_frame=per_frame),
-        ]
-        if self.modality == "natural":
-            steps += [
-                RandColorJitterClipd(view, **self.jitter, prob=self.color_prob, per_frame=per_frame),
-                RandGrayscaleClipd(view, prob=self.grayscale_prob, per_frame=per_frame),
-            ]
-        else:
-            steps.append(RandUltrasoundIntensityd(
-                view, brightness=self.jitter["brightness"], contrast=self.jitter["contrast"], gamma=self.gamma,
-                prob=self.color_prob, per_frame=per_frame,
-            ))
+        steps = self.jitter_steps(view, per_frame=per_frame)
         steps += [
             RandGaussianBlurClipd(view, sigma=self.blur_sigma, prob=self.blur_prob[index], per_frame=per_frame),
             RandSolarizeClipd(view, prob=self.solarize_prob[index], per_frame=per_frame),
