@@ -285,3 +285,13 @@ def test_a_pretraining_run_on_the_shards_sees_the_same_batches_and_losses(source
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, equal_nan=True, msg=key)
     assert runs["source"].losses == pytest.approx(runs["packed"].losses, rel=1e-6)
+
+
+def test_the_loop_cache_reads_packed_clips_without_keeping_a_copy(source, packed):
+    from ultrassl.io.cache import LoopCache
+
+    cache = LoopCache(64 * 2**20)
+    clip = read_manifest(packed)["path"][0]
+    frames = cache.read(clip, [3, 1]).frames
+    np.testing.assert_array_equal(frames, read_clip(read_manifest(source)["path"][0], [3, 1]).frames)
+    assert len(cache) == 0 and cache.misses == 0

@@ -24,6 +24,9 @@ class ClipReader(ABC):
     name: str = ""
     #: lower-case file suffixes this reader claims (``".dcm"``); folders use ``"/"``
     suffixes: tuple[str, ...] = ()
+    #: whether reading a frame means decoding it; False for frames stored decoded (packed
+    #: clips), which caches of whole decoded loops then leave alone
+    decodes: bool = True
 
     def can_read(self, path: Path) -> bool:
         """Whether ``path`` looks like this reader's format (cheap: suffix or magic bytes)."""

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ultrassl.errors import FrameCountMismatchError
-from ultrassl.io.packed import split_packed
-from ultrassl.io.registry import check_frame_indices, read_clip
+from ultrassl.io.registry import check_frame_indices, get_reader, read_clip
 from ultrassl.io.types import Clip, ClipInfo
 
 
@@ -67,9 +66,8 @@ class LoopCache:
         them (same checks, same typed errors), from memory when the loop was read before and
         the file has not changed since (its modification time and size)."""
         path = Path(path)
-        if split_packed(path) is not None:
-            # a packed clip is already decoded: reading only the frames asked for is cheaper
-            # than keeping a second copy of the loop
+        if not get_reader(path, format or (info.format if info is not None else None)).decodes:
+            # frames stored decoded: reading only those asked for is cheaper than a second copy
             return read_clip(path, frame_indices, expected_n_frames=expected_n_frames, info=info, format=format)
         stat = path.stat() if path.is_file() else None
         key = None if stat is None else (str(path.resolve()), stat.st_mtime_ns, stat.st_size)

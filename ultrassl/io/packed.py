@@ -122,6 +122,7 @@ class PackedReader(ClipReader):
 
     name = "packed"
     suffixes = ()
+    decodes = False
 
     def can_read(self, path: Path) -> bool:
         return split_packed(path) is not None
