@@ -111,6 +111,16 @@ def test_real_ultrasound_files_of_pydicom_are_deidentified_and_still_read(name, 
     for keyword in ("StudyDate", "SeriesDate", "ContentDate"):
         if before.get(keyword):
             assert after.get(keyword) != before.get(keyword), keyword
+    # every attribute of the profile's table that the real file holds, one by one
+    from data_tools.deid_profile import action_of
+
+    listed = [e for e in before if action_of(e.tag) is not None and e.tag != pydicom.tag.Tag("DeidentificationMethod")]
+    assert listed
+    for element in listed:
+        if element.tag in after and after[element.tag].value not in (None, "", b"", []):
+            assert after[element.tag].VR == "SQ" or str(after[element.tag].value) != str(element.value), element.keyword
+            if action_of(element.tag).startswith("X"):
+                assert element.VR in ("DA", "DT", "TM"), element.keyword  # only shifted dates stay
     assert after.PatientIdentityRemoved == "YES" and after.BurnedInAnnotation == "NO"
     info = probe_clip(result.output)
     assert info.n_frames == int(before.get("NumberOfFrames") or 1)
