@@ -15,8 +15,9 @@ from ultrassl.data.indexing import index_folder
 from ultrassl.errors import ClipReadError
 from ultrassl.io import read_clip
 from ultrassl.losses.negative_sampling import content_aware_negatives
-from ultrassl.models.av_transformer import FactorisedLinear, TransformerStack, transformer_parameters
-from ultrassl.objectives.av_transformer import AudioVisualTransformer
+from ultrassl.models.av_transformer import (AudioVisualTransformers, FactorisedLinear, TransformerStack,
+                                            transformer_parameters)
+from ultrassl.objectives.av_transformer import ALIGNED, OTHER, SHIFTED, AudioVisualTransformer
 from ultrassl.pipelines.audio_visual import AudioVisualPipeline
 from ultrassl.transforms.audio import log_mel_spectrogram, mel_filterbank
 from ultrassl.transforms.io import LoadClipd, audio_key, meta_key
@@ -86,6 +87,68 @@ def test_gradients_reach_both_cnns_and_the_shared_factors():
         assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0, name
     for role, factor in model.transformers.shared.factors.items():
         assert factor.grad is not None and float(factor.grad.abs().sum()) > 0, role
+
+
+def test_a_segments_picture_and_sound_share_one_position_in_the_multimodal_transformer():
+    """With identical modality transformers, identical inputs and one modality embedding, the
+    multimodal output of visual segment i equals that of audio segment i: only the modality tells
+    them apart, so an aligned pair sits at matching positions from the first step."""
+    torch.manual_seed(0)
+    transformers = AudioVisualTransformers(width=16, depth=2, heads=2, rank=4, num_segments=S, sharing="full")
+    transformers.audio.load_state_dict(transformers.visual.state_dict())
+    with torch.no_grad():
+        transformers.modality[1] = transformers.modality[0]
+    tokens = torch.randn(2, S, 16)
+    _, _, fused = transformers(tokens, tokens)
+    torch.testing.assert_close(fused[:, 1 : 2 + S], fused[:, 2 + S :])
+    with torch.no_grad():
+        transformers.modality[1] += 1.0  # the modality embedding is what separates them
+    _, _, fused = transformers(tokens, tokens)
+    assert not torch.allclose(fused[:, 1 : 2 + S], fused[:, 2 + S :])
+
+
+def test_misaligned_audio_is_shifted_own_audio_or_another_videos_and_is_scored_per_kind():
+    model = _model(offset_negative_prob=0.5)
+    b, s = 8, S
+    audio = torch.arange(b * s, dtype=torch.float32).reshape(b, s, 1).expand(b, s, 3).clone()
+    same_video = torch.eye(b, dtype=torch.bool)
+    same_video[0, 1] = same_video[1, 0] = True  # items 0 and 1 read from one file
+    kinds = set()
+    for seed in range(20):
+        paired, pairing = model._misalign(audio, same_video, torch.Generator().manual_seed(seed))
+        assert int((pairing != ALIGNED).sum()) == b // 2
+        for i in range(b):
+            source = paired[i, :, 0].long() // s  # the clip each segment's audio came from
+            if pairing[i] == ALIGNED:
+                torch.testing.assert_close(paired[i], audio[i])
+            elif pairing[i] == SHIFTED:
+                assert (source == i).all() and not torch.equal(paired[i], audio[i])
+                shift = int(paired[i, 0, 0]) - i * s
+                torch.testing.assert_close(paired[i], torch.roll(audio[i], -shift, dims=0))
+            else:
+                other = int(source[0])
+                assert not same_video[i, other] and torch.equal(paired[i], audio[other])
+            kinds.add(int(pairing[i]))
+    assert kinds == {ALIGNED, SHIFTED, OTHER}
+    # a pair head that calls every clip aligned: right on half the clips, and on each kind of
+    # misaligned clip a balanced accuracy of exactly one half
+    model.eval()
+    model.pair_head = _Constant(1.0)
+    generator = torch.Generator().manual_seed(1)
+    batch = {"visual": torch.rand(8, S, 3, 2, 16, 16, generator=generator),
+             "audio": torch.randn(8, S, 1, 16, 12, generator=generator), "path": [f"c{i}.mp4" for i in range(8)]}
+    outputs = model.objective_step(batch, "val")
+    assert float(outputs["cpp_acc"]) == 0.5
+    assert float(outputs["cpp_shifted_acc"]) == 0.5 and float(outputs["cpp_other_acc"]) == 0.5
+
+
+class _Constant(torch.nn.Module):
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], 1), self.value)
 
 
 def test_held_out_draws_repeat_and_training_draws_do_not():
@@ -189,7 +252,7 @@ def test_the_embedded_motion_audio_follows_what_moves():
     """The pitch of each segment of a synthesized clip tracks the object: read back from the
     sound alone, it matches the object's own track (aligned) better than the track shifted by
     one or more segments (offset), for the moving classes."""
-    from ultrassl.synth.motion import AUDIO_SAMPLE_RATE, MOTION_CLASSES, class_trajectory, trajectory_audio
+    from ultrassl.synth.motion import AUDIO_SAMPLE_RATE, MOTION_CLASSES, class_trajectory, pitch_track, trajectory_audio
 
     fps, n_frames, size, segments = 25.0, 32, (64, 64), 4
     aligned_errors, offset_errors = [], []
@@ -204,16 +267,29 @@ def test_the_embedded_motion_audio_follows_what_moves():
             heard.append(np.log2(np.argmax(spectrum) * AUDIO_SAMPLE_RATE / len(piece)))
         heard = np.array(heard)
         # the object's state per segment, through the simulator's own mapping
-        reference = np.array([np.log2(np.mean(f)) for f in np.array_split(_pitch_track(trajectory, size), segments)])
+        reference = np.array([np.log2(np.mean(f)) for f in np.array_split(pitch_track(trajectory, size), segments)])
         aligned_errors.append(np.abs(heard - reference).mean())
         offset_errors.append(np.mean([np.abs(heard - np.roll(reference, shift)).mean() for shift in (1, 2, 3)]))
     assert np.mean(aligned_errors) < 0.1  # octaves
     assert np.mean(offset_errors) > 2 * np.mean(aligned_errors)
 
 
-def _pitch_track(trajectory, size) -> np.ndarray:
-    h, w = size
-    turns = (trajectory.angle - trajectory.angle.mean()) / 360.0
-    octaves = (1.6 * trajectory.radius / (0.5 * min(h, w)) + 0.9 * trajectory.x / w + 0.9 * (1 - trajectory.y / h)
-               + 0.5 * turns)
-    return 220.0 * 2.0 ** np.clip(octaves, 0, 4)
+def test_the_embedded_motion_audio_is_louder_when_the_object_moves_faster():
+    """The sound's level per segment follows the object's speed: a clip that accelerates gets
+    louder, one that slows down quieter, and a fast clip is louder than a slow one."""
+    from ultrassl.synth.motion import class_trajectory, loudness_track, trajectory_audio
+
+    fps, n_frames, size = 25.0, 32, (64, 64)
+    trends, levels, speeds = [], [], []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        trajectory = class_trajectory("MoveLeft", rng, n_frames, size)
+        audio = trajectory_audio(trajectory, size, fps, rng)
+        rms = np.array([np.sqrt(np.mean(piece**2)) for piece in np.array_split(audio, 4)[1:3]])
+        expected = np.array([np.mean(piece) for piece in np.array_split(loudness_track(trajectory, size), 4)[1:3]])
+        if abs(expected[1] - expected[0]) > 0.01:  # a steady speed leaves the level to noise
+            trends.append((np.sign(rms[1] - rms[0]), np.sign(expected[1] - expected[0])))
+        levels.append(rms.mean())
+        speeds.append(np.hypot(np.diff(trajectory.x), np.diff(trajectory.y)).mean())
+    assert len(trends) >= 6 and all(heard == drawn for heard, drawn in trends)
+    assert np.corrcoef(levels, speeds)[0, 1] > 0.9

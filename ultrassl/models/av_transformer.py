@@ -5,8 +5,8 @@
 * :class:`FactorisedLinear`: ``W x = U R normalise(V x) + b`` with ``V`` (in -> O) and the
   orthogonal core ``R`` (O x O, kept orthogonal by ``torch.nn.utils.parametrizations.orthogonal``)
   private to one transformer, and ``U`` (O -> out) shared by all of them.
-* :class:`TransformerStack`: pre-norm transformer layers over a sequence with a learned summary
-  (BOS) token and positions; ``sharing`` picks ``"none"`` (a layer per depth, plain Linear
+* :class:`TransformerStack`: pre-norm transformer layers over a layer-normalised sequence with a
+  learned summary (BOS) token and positions; ``sharing`` picks ``"none"`` (a layer per depth, plain Linear
   weights), ``"layer"`` (one layer reused at every depth, ALBERT-style) or ``"full"`` (one layer
   reused, its weights factorised over :class:`SharedFactors`).
 * :func:`transformer_parameters`: the parameter counts of the three transformers at one width
@@ -144,14 +144,21 @@ class TransformerStack(nn.Module):
             raise ValueError("factorised weights (sharing 'full') and shared factors go together")
         self.depth = depth
         self.summary = nn.Parameter(torch.randn(1, 1, width) * 0.02)
-        self.positions = nn.Parameter(torch.randn(1, 1 + max_tokens, width) * 0.02)
+        # Tokens are layer-normalised and positions drawn at the same unit scale, not BERT's 0.02:
+        # at 0.02 beside the raw CNN embeddings the order of a handful of segments stayed
+        # invisible for hundreds of steps, and correct pair prediction must see order to tell
+        # audio shifted by a segment from aligned audio.
+        self.input_norm = nn.LayerNorm(width)
+        self.positions = nn.Parameter(torch.randn(1, 1 + max_tokens, width))
         count = depth if sharing == "none" else 1
         self.layers = nn.ModuleList(TransformerLayer(width, heads, ffn_width, dropout, shared) for _ in range(count))
         self.norm = nn.LayerNorm(width)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.summary.expand(tokens.shape[0], -1, -1), tokens], dim=1)
-        x = x + self.positions[:, : x.shape[1]]
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``positions`` ``(1 + N, width)``, when given, replaces the learned ones (the multimodal
+        transformer gives both modalities' tokens of one segment the same position)."""
+        x = torch.cat([self.summary.expand(tokens.shape[0], -1, -1), self.input_norm(tokens)], dim=1)
+        x = x + (self.positions[:, : x.shape[1]] if positions is None else positions)
         for depth in range(self.depth):
             x = self.layers[depth % len(self.layers)](x)
         return self.norm(x)
@@ -176,13 +183,19 @@ class AudioVisualTransformers(nn.Module):
                        shared=self.shared, dropout=dropout)
         self.visual = TransformerStack(max_tokens=num_segments, **options)
         self.audio = TransformerStack(max_tokens=num_segments, **options)
-        self.multimodal = TransformerStack(max_tokens=2 * (1 + num_segments), **options)
-        self.modality = nn.Parameter(torch.randn(2, width) * 0.02)
+        self.multimodal = TransformerStack(max_tokens=1 + num_segments, **options)  # positions: see forward
+        self.modality = nn.Parameter(torch.randn(2, width))
 
     def forward(self, visual: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         visual_out, audio_out = self.visual(visual), self.audio(audio)
-        fused = torch.cat([visual_out + self.modality[0], audio_out + self.modality[1]], dim=1)
-        return visual_out, audio_out, self.multimodal(fused)
+        fused = torch.cat([visual_out, audio_out], dim=1)
+        # A segment's picture and sound share one learned position and differ by a modality
+        # embedding: aligned pairs then sit at matching positions from the first step, instead of
+        # the transformer having to learn that token i and token i + S + 1 belong together.
+        segment = self.multimodal.positions[0, 1 : 2 + fused.shape[1] // 2]  # (1 + S, width)
+        positions = torch.cat([self.multimodal.positions[0, :1],
+                               segment + self.modality[0], segment + self.modality[1]], dim=0)
+        return visual_out, audio_out, self.multimodal(fused, positions)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -23,8 +23,10 @@ Pretraining, end to end into both CNNs:
   MEP negatives among the batch's segment embeddings and the other clip of a misaligned pair,
   favouring similar ones and dropping the extremes (``cans=False``: uniform draws).
 
-Logged: ``loss``, ``mep_loss``, ``cpp_loss``; ``cpp_acc`` (chance 0.5), ``mep_acc`` (the true
-embedding first among itself and ``num_negatives`` negatives, chance ``1 / (K + 1)``).
+Logged: ``loss``, ``mep_loss``, ``cpp_loss``; ``cpp_acc`` (chance 0.5) and, per kind of
+misaligned audio, ``cpp_shifted_acc`` and ``cpp_other_acc`` (balanced: the mean of the recalls on
+aligned clips and on that kind, chance 0.5; logged for batches holding both); ``mep_acc`` (the
+true embedding first among itself and ``num_negatives`` negatives, chance ``1 / (K + 1)``).
 
 Batch layout: ``visual`` ``(B, S, C, T, H, W)`` and ``audio`` ``(B, S, 1, mels, frames)``.
 """
@@ -45,6 +47,8 @@ from ultrassl.models.heads import MLPHead
 
 #: seed of the masking and pairing draws of held-out batches (the same draws every epoch)
 VALIDATION_SEED = 20210503
+#: how a clip's audio is paired with its frames in correct pair prediction
+ALIGNED, SHIFTED, OTHER = 0, 1, 2
 
 
 class AudioVisualTransformer(PretrainModule):
@@ -135,8 +139,9 @@ class AudioVisualTransformer(PretrainModule):
 
     def _misalign(self, audio: torch.Tensor, same_video: torch.Tensor,
                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Audio embeddings with half of the clips' misaligned, and the ``(B,)`` bool of those.
-        Another clip's audio always comes from another video (``same_video`` ``(B, B)``)."""
+        """Audio embeddings with half of the clips' misaligned, and the ``(B,)`` pairing of each
+        clip: :data:`ALIGNED`, :data:`SHIFTED` (its own audio rolled by 1..S-1 segments) or
+        :data:`OTHER` (another clip's audio, always from another video; ``same_video`` ``(B, B)``)."""
         b, s = audio.shape[:2]
         misaligned = torch.zeros(b, dtype=torch.bool)
         chosen = torch.randperm(b, generator=generator)[: b // 2] if b > 1 else torch.tensor([0])
@@ -145,15 +150,17 @@ class AudioVisualTransformer(PretrainModule):
         shifts = torch.randint(1, s, (b,), generator=generator)
         has_other = (~same_video).any(dim=1).cpu()
         others = self._other_clips(audio.detach().mean(dim=1), same_video, generator) if bool(has_other.any()) else None
-        replaced = []
+        replaced, pairing = [], torch.full((b,), ALIGNED, dtype=torch.long)
         for i in range(b):
             if not misaligned[i]:
                 replaced.append(audio[i])
             elif offset[i] or not has_other[i]:
                 replaced.append(torch.roll(audio[i], int(shifts[i]), dims=0))
+                pairing[i] = SHIFTED
             else:
                 replaced.append(audio[int(others[i])])
-        return torch.stack(replaced), misaligned.to(audio.device)
+                pairing[i] = OTHER
+        return torch.stack(replaced), pairing.to(audio.device)
 
     def _other_clips(self, summaries: torch.Tensor, same_video: torch.Tensor,
                      generator: torch.Generator | None) -> torch.Tensor:
@@ -209,24 +216,36 @@ class AudioVisualTransformer(PretrainModule):
         embedded_visual, embedded_audio = self.segment_embeddings(visual, audio)
         b, s, _ = embedded_visual.shape
         same_video = _same_video(batch, b, visual.device)
-        paired_audio, misaligned = self._misalign(embedded_audio, same_video, generator)
+        paired_audio, pairing = self._misalign(embedded_audio, same_video, generator)
+        misaligned = pairing != ALIGNED
+
+        # correct pair prediction on the whole, unmasked sequences: with a masked segment the
+        # order that gives shifted audio away is partly hidden, and the two terms fought over
+        # the summary tokens (held-out pair accuracy stayed at chance with one shared pass)
+        _, _, fused = self.transformers(embedded_visual, paired_audio)
+        pair_logit = self.pair_head(torch.cat([fused[:, 0], fused[:, 1], fused[:, 2 + s]], dim=1))[:, 0]
+        aligned = (~misaligned).float()
+        cpp_loss = F.binary_cross_entropy_with_logits(pair_logit, aligned)
+        correct = (pair_logit.detach() > 0).float() == aligned
+        pair_metrics = {"cpp_acc": correct.float().mean()}
+        for kind, name in ((SHIFTED, "cpp_shifted_acc"), (OTHER, "cpp_other_acc")):
+            if bool((pairing == kind).any()) and bool((pairing == ALIGNED).any()):
+                # balanced: the mean of the recalls on aligned clips and on this kind of misaligned clips
+                pair_metrics[name] = 0.5 * (correct[pairing == ALIGNED].float().mean()
+                                            + correct[pairing == kind].float().mean())
+
+        # masked embedding prediction: within each modality on every clip, across modalities on
+        # the aligned ones only
         mask_visual = self._mask(b, s, generator, visual.device)
         mask_audio = self._mask(b, s, generator, visual.device)
         visual_in = torch.where(mask_visual[..., None], self.mask_tokens[0], embedded_visual)
         audio_in = torch.where(mask_audio[..., None], self.mask_tokens[1], paired_audio)
         visual_out, audio_out, fused = self.transformers(visual_in, audio_in)
-
-        # fused: [multimodal summary, visual summary, S visual, audio summary, S audio]
-        pair_logit = self.pair_head(torch.cat([fused[:, 0], fused[:, 1], fused[:, 2 + s]], dim=1))[:, 0]
-        aligned = (~misaligned).float()
-        cpp_loss = F.binary_cross_entropy_with_logits(pair_logit, aligned)
-        cpp_acc = ((pair_logit.detach() > 0).float() == aligned).float().mean()
-
         terms = [
             self._mep(self.mep_heads["visual"](visual_out[:, 1:]), embedded_visual, mask_visual, same_video, generator),
             self._mep(self.mep_heads["audio"](audio_out[:, 1:]), paired_audio, mask_audio, same_video, generator),
         ]
-        keep = ~misaligned  # across modalities only where sound and picture belong together
+        keep = ~misaligned
         if bool(keep.any()):
             terms += [
                 self._mep(self.mep_heads["visual_cross"](fused[:, 2 : 2 + s]), embedded_visual,
@@ -236,7 +255,7 @@ class AudioVisualTransformer(PretrainModule):
             ]
         mep_loss = torch.stack([loss for loss, _ in terms]).mean()
         loss = self.weights["mep"] * mep_loss + self.weights["cpp"] * cpp_loss
-        return {"loss": loss, "mep_loss": mep_loss, "cpp_loss": cpp_loss, "cpp_acc": cpp_acc,
+        return {"loss": loss, "mep_loss": mep_loss, "cpp_loss": cpp_loss, **pair_metrics,
                 "mep_acc": torch.stack([acc for _, acc in terms]).mean()}
 
 

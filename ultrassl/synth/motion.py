@@ -10,9 +10,10 @@ carries no class information and only temporal order separates them:
     MoveUp         <-> MoveDown             (the object travels up / down)
     RotateClockwise <-> RotateAnticlockwise (the object turns, as seen on screen)
 
-Every clip has a mono AAC sound track whose pitch follows the object: higher when it is
-bigger, further right, higher up or turned further anticlockwise, so sound and motion are
-aligned in time (and a reversed clip has reversed sound).
+Every clip has a mono AAC sound track that follows the object: its pitch is higher when the
+object is bigger, further right, higher up or turned further anticlockwise, and it is louder
+when the object moves faster, so sound and motion are aligned in time (and a reversed clip has
+reversed sound).
 
 The files follow UCF101's layout and split conventions:
 ``videos/<Class>/v_<Class>_gXX_cYY.mp4``, ``splits/classInd.txt`` ("1 Class" lines),
@@ -193,21 +194,42 @@ def render_clip(trajectory: Trajectory, background: np.ndarray, sprite: tuple[np
     return frames
 
 
+def pitch_track(trajectory: Trajectory, size: tuple[int, int]) -> np.ndarray:
+    """The tone's frequency per frame in Hz, float (T,): up by 2.4 octaves from a dot to an object
+    filling the frame, 1.2 octaves from the left edge to the right and from the bottom to the
+    top, 0.8 octave per anticlockwise turn; 160 Hz to about 4.5 kHz."""
+    h, w = size
+    turns = (trajectory.angle - trajectory.angle.mean()) / 360.0
+    octaves = (2.4 * trajectory.radius / (0.5 * min(h, w)) + 1.2 * trajectory.x / w + 1.2 * (1 - trajectory.y / h)
+               + 0.8 * turns)
+    return 160.0 * 2.0 ** np.clip(octaves, 0, 4.8)
+
+
+def loudness_track(trajectory: Trajectory, size: tuple[int, int]) -> np.ndarray:
+    """The tone's amplitude per frame, float (T,) in [0.05, 0.4]: louder the faster the object's
+    outline moves (travel, growth of the circumference, and the rim's travel when it turns, in
+    pixels per frame; full loudness at 5 % of the frame's short side per frame)."""
+    short = min(size)
+    travel = np.hypot(np.gradient(trajectory.x), np.gradient(trajectory.y))
+    growth = 2 * np.pi * np.abs(np.gradient(trajectory.radius))
+    turn = np.abs(np.gradient(trajectory.angle)) * np.pi / 180 * trajectory.radius
+    speed = (travel + growth + turn) / (0.05 * short)
+    return 0.05 + 0.35 * np.clip(speed, 0.0, 1.0)
+
+
 def trajectory_audio(trajectory: Trajectory, size: tuple[int, int], fps: float, rng: np.random.Generator,
                      sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
-    """A tone (float32 (samples,), about +-0.4) whose pitch follows the object frame by frame."""
-    h, w = size
-    short = min(h, w)
-    turns = (trajectory.angle - trajectory.angle.mean()) / 360.0
-    octaves = (1.6 * trajectory.radius / (0.5 * short) + 0.9 * trajectory.x / w + 0.9 * (1 - trajectory.y / h)
-               + 0.5 * turns)
-    frequency = 220.0 * 2.0 ** np.clip(octaves, 0, 4)
+    """A tone (float32 (samples,), within +-0.5) that follows the object frame by frame: its pitch
+    the object's size and place (:func:`pitch_track`), its loudness how fast it moves
+    (:func:`loudness_track`). Both change within a clip, so sound shifted against the picture
+    by a fraction of a clip no longer matches it, and the sound of another clip rarely does."""
     n = int(round(len(trajectory.x) / fps * sample_rate))
     t_audio = (np.arange(n) + 0.5) / sample_rate
     t_frames = (np.arange(len(trajectory.x)) + 0.5) / fps
-    f = np.interp(t_audio, t_frames, frequency)
+    f = np.interp(t_audio, t_frames, pitch_track(trajectory, size))
+    amplitude = np.interp(t_audio, t_frames, loudness_track(trajectory, size))
     phase = 2 * np.pi * np.cumsum(f) / sample_rate + rng.uniform(0, 2 * np.pi)
-    tone = 0.3 * np.sin(phase) + 0.08 * np.sin(2 * phase)
+    tone = amplitude * (np.sin(phase) + 0.25 * np.sin(2 * phase))
     fade = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (0.01 * sample_rate))
     return (tone * fade + rng.normal(0, 0.005, n)).astype(np.float32)
 
