@@ -18,7 +18,8 @@ Pretraining, end to end into both CNNs:
   and audio positions, on aligned clips);
 * correct pair prediction (CPP): half of the clips get misaligned audio, either their own shifted
   by 1..S-1 segments (``offset_negative_prob``) or another clip's; a binary classifier over the
-  multimodal summary tokens says whether sound and picture belong together;
+  multimodal summary tokens of a second, unmasked pass says whether sound and picture belong
+  together (the transformers are small beside the CNNs, which run once);
 * content-aware negative sampling (CANS, :mod:`ultrassl.losses.negative_sampling`) chooses the
   MEP negatives among the batch's segment embeddings and the other clip of a misaligned pair,
   favouring similar ones and dropping the extremes (``cans=False``: uniform draws).
