@@ -138,13 +138,13 @@ def test_action_recognition_with_knn_retrieval(checkpoint_factory, motion_manife
                                   batch_size=4, protocols={"action_recognition": ["linear"]}, log=None)
     entry = results["tasks"]["action_recognition"]
     rows = {(r["protocol"], r["metric"]): r for r in entry["rows"]}
+    # 16 training clips, 2 per class: from k = 15 on, every test clip finds its class whatever
+    # the features, so recall@20 and recall@50 are left out, not reported as 1
     assert set(rows) == {("linear", m) for m in ("accuracy", "top5_accuracy", "macro_f1")} | {
-        ("knn", f"recall@{k}") for k in (1, 5, 10, 20, 50)}
-    for k_small, k_large in ((1, 5), (5, 10), (10, 50)):
+        ("knn", f"recall@{k}") for k in (1, 5, 10)}
+    for k_small, k_large in ((1, 5), (5, 10)):
         for init in ("pretrained", "random_init"):
             assert rows[("knn", f"recall@{k_small}")][init] <= rows[("knn", f"recall@{k_large}")][init]
-    # 16 training clips: every test clip finds its class within 50 neighbours
-    assert rows[("knn", "recall@50")]["pretrained"] == 1.0
     assert entry["budget"]["held_out_videos"] == 8
     assert sum(map(sum, entry["details"]["linear"]["pretrained"]["report"]["confusion"])) == 8
     _images_ok(tmp_path / "action_recognition", ["confusion_linear.png"])

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from ultrassl.metrics.classification import ClassificationMetrics, classification_report, retrieval_recall_at_k
+from ultrassl.metrics.classification import (ClassificationMetrics, classification_report, informative_retrieval_ks,
+                                             retrieval_recall_at_k)
 
 
 def test_report_matches_hand_counts():
@@ -49,6 +50,16 @@ def test_retrieval_recall_at_k_counts_a_hit_among_the_k_nearest():
     query_labels = torch.tensor([1, 0])
     recall = retrieval_recall_at_k(queries, query_labels, bank, bank_labels, ks=(1, 2, 4, 50))
     assert recall == {1: 0.0, 2: 0.5, 4: 1.0, 50: 1.0}  # k = 50 is clamped to the 4 items
+
+
+def test_a_k_that_cannot_miss_is_not_informative():
+    one_per_class = torch.arange(8)
+    assert informative_retrieval_ks(one_per_class, (1, 5, 7, 8, 10)) == (1, 5, 7)
+    # with k = 8 all 8 bank items are retrieved: every query hits, whatever the features
+    features = torch.randn(8, 4)
+    assert retrieval_recall_at_k(torch.randn(5, 4), torch.arange(5), features, one_per_class, ks=(8,)) == {8: 1.0}
+    # a large class leaves fewer items outside it: k must stay within those 3
+    assert informative_retrieval_ks(torch.tensor([0, 0, 0, 0, 0, 1, 2, 3]), (1, 3, 4)) == (1, 3)
 
 
 def test_retrieval_leave_one_out_never_retrieves_the_query_itself():

@@ -108,6 +108,21 @@ def classification_report(
     return metrics.report()
 
 
+def informative_retrieval_ks(bank_labels: torch.Tensor, ks: Sequence[int]) -> tuple[int, ...]:
+    """The k of ``ks`` at which recall@k can still miss for a query of any class.
+
+    A query of class c misses at k only if its k nearest bank items are all of other classes,
+    so once k exceeds the ``N - n_c`` bank items outside c it is a hit whatever the features.
+    This keeps ``k <= N - max_c n_c``: with 8 training clips of 8 classes, recall@10 is 1 for any
+    encoder and says nothing, and is left out rather than reported.
+    """
+    labels = bank_labels.detach().long().reshape(-1)
+    if len(labels) == 0:
+        return ()
+    largest_class = int(torch.bincount(labels).max())
+    return tuple(k for k in ks if k <= len(labels) - largest_class)
+
+
 def retrieval_recall_at_k(
     query_features: torch.Tensor,
     query_labels: torch.Tensor,

@@ -5,7 +5,9 @@ query; the training videos, through the same chain, are the bank. Features are t
 model's pooled clip features (:meth:`~ultrassl.downstream.base.DownstreamModule.clip_features`,
 averaged over the clips), compared by cosine similarity; recall@k is the share of queries
 with a training video of their class among the k nearest
-(:func:`~ultrassl.metrics.classification.retrieval_recall_at_k`).
+(:func:`~ultrassl.metrics.classification.retrieval_recall_at_k`). A k at which no query can miss
+(k past the training videos outside the largest class, e.g. recall@10 with one video of each
+of 8 classes) is left out and listed under ``uninformative_ks``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 
 from ultrassl.downstream.scoring import evaluation_items, features_and_labels
-from ultrassl.metrics.classification import RETRIEVAL_KS, retrieval_recall_at_k
+from ultrassl.metrics.classification import RETRIEVAL_KS, informative_retrieval_ks, retrieval_recall_at_k
 
 
 class KNNRetrieval:
@@ -44,6 +46,11 @@ class KNNRetrieval:
         bank_videos, query_videos = evaluation_items(datamodule, train_table), evaluation_items(datamodule)
         bank, bank_labels = features_and_labels(model.clip_features, bank_videos, batch_size, device)
         queries, query_labels = features_and_labels(model.clip_features, query_videos, batch_size, device)
-        recall = retrieval_recall_at_k(queries, query_labels, bank, bank_labels, ks=self.ks)
+        ks = informative_retrieval_ks(bank_labels, self.ks)
+        if not ks:
+            raise ValueError(f"kNN retrieval: no k of {list(self.ks)} can miss with {len(bank_labels)} training "
+                             f"clips (every k reaches past the clips of the other classes); use a smaller k")
+        recall = retrieval_recall_at_k(queries, query_labels, bank, bank_labels, ks=ks)
         return {"metrics": {f"recall@{k}": v for k, v in recall.items()}, "examples": [],
+                "uninformative_ks": [k for k in self.ks if k not in ks],
                 **bank_videos.report("left_out_training"), **query_videos.report()}
