@@ -10,15 +10,17 @@ carries no class information and only temporal order separates them:
     MoveUp         <-> MoveDown             (the object travels up / down)
     RotateClockwise <-> RotateAnticlockwise (the object turns, as seen on screen)
 
-Every clip has a mono AAC sound track that follows the object: its pitch is higher when the
-object is bigger, further right, higher up or turned further anticlockwise, and it is louder
-when the object moves faster, so sound and motion are aligned in time (and a reversed clip has
-reversed sound).
+Every clip has a mono AAC sound track with two parts. A tone follows the object: its pitch is
+higher when the object is bigger, further right, higher up or turned further anticlockwise, and
+it is louder when the object moves faster, so sound and motion are aligned in time (and a
+reversed clip has reversed sound). Under it, a room tone: steady noise in a band set by the kind
+of scene, one of four, each with its own colours (:data:`SCENES`), so the sound also says where
+the clip was filmed, as a street or a beach looks and sounds like itself.
 
 The files follow UCF101's layout and split conventions:
 ``videos/<Class>/v_<Class>_gXX_cYY.mp4``, ``splits/classInd.txt`` ("1 Class" lines),
 ``splits/trainlist01.txt`` ("Class/v_..._gXX_cYY.mp4 <1-based label>") and
-``splits/testlist01.txt`` (paths only). Clips of one group share their background and
+``splits/testlist01.txt`` (paths only). Clips of one group share their scene, background and
 object appearance (UCF101's groups share actor and scene), and the split keeps whole
 groups apart: the first groups (as UCF101's split 1 keeps groups 1-7 of 25) are the test set.
 """
@@ -26,6 +28,7 @@ groups apart: the first groups (as UCF101's split 1 keeps groups 1-7 of 25) are 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +50,14 @@ MOTION_CLASSES: tuple[str, ...] = tuple(sorted(c for pair in MOTION_PAIRS for c 
 _REVERSED = {b: a for a, b in MOTION_PAIRS}
 _FORWARD = {a for a, _ in MOTION_PAIRS}
 AUDIO_SAMPLE_RATE = 16000
+#: Kinds of scene: the background's colour family (RGB in [0, 1]) and the centre of its room tone
+#: in Hz, as a street, a forest, a beach and an office each look and sound like themselves.
+SCENES: tuple[tuple[str, tuple[float, float, float], float], ...] = (
+    ("warm", (0.75, 0.45, 0.30), 400.0),
+    ("green", (0.30, 0.62, 0.32), 800.0),
+    ("blue", (0.30, 0.42, 0.78), 1600.0),
+    ("grey", (0.52, 0.52, 0.52), 3200.0),
+)
 
 
 @dataclass
@@ -81,10 +92,14 @@ def _grating(rng: np.random.Generator, h: int, w: int, period: float) -> np.ndar
     return 0.5 + 0.5 * np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + phase)
 
 
-def colour_texture(rng: np.random.Generator, h: int, w: int, contrast: float = 1.0) -> np.ndarray:
+def colour_texture(rng: np.random.Generator, h: int, w: int, contrast: float = 1.0,
+                   palette: Sequence[float] | None = None) -> np.ndarray:
     """A random colour texture, float32 (h, w, 3) in [0, 1]: blobs, a grating and grain
-    mixed between three random colours."""
-    colours = rng.random((3, 3)).astype(np.float32)
+    mixed between three random colours (drawn around ``palette``, RGB in [0, 1], when given)."""
+    if palette is None:
+        colours = rng.random((3, 3)).astype(np.float32)
+    else:
+        colours = np.clip(np.asarray(palette, np.float32) + rng.normal(0, 0.12, (3, 3)), 0, 1).astype(np.float32)
     blobs = _smooth(rng, h, w, rng.uniform(4, 12))[..., None]
     stripes = _grating(rng, h, w, rng.uniform(4, 14))[..., None]
     grain = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0), 0.8)[..., None]
@@ -217,12 +232,26 @@ def loudness_track(trajectory: Trajectory, size: tuple[int, int]) -> np.ndarray:
     return 0.05 + 0.35 * np.clip(speed, 0.0, 1.0)
 
 
+def room_tone(centre: float, n_samples: int, rng: np.random.Generator, level: float = 0.012,
+              sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
+    """Steady noise, float32 (n_samples,), in the half-octave band around ``centre`` Hz, of RMS
+    ``level`` (about a third of the quietest tone's, so it never masks the object's sound).
+
+    Band-limited by zeroing the spectrum outside the band: a brick-wall filter is enough for a
+    synthetic scene, and numpy's FFT is all it needs."""
+    spectrum = np.fft.rfft(rng.normal(0.0, 1.0, n_samples))
+    frequency = np.fft.rfftfreq(n_samples, 1.0 / sample_rate)
+    spectrum[np.abs(np.log2(np.maximum(frequency, 1e-3) / centre)) > 0.25] = 0
+    noise = np.fft.irfft(spectrum, n_samples)
+    return (level * noise / max(float(np.sqrt(np.mean(noise**2))), 1e-9)).astype(np.float32)
+
+
 def trajectory_audio(trajectory: Trajectory, size: tuple[int, int], fps: float, rng: np.random.Generator,
                      sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
     """A tone (float32 (samples,), within +-0.5) that follows the object frame by frame: its pitch
     the object's size and place (:func:`pitch_track`), its loudness how fast it moves
     (:func:`loudness_track`). Both change within a clip, so sound shifted against the picture
-    by a fraction of a clip no longer matches it, and the sound of another clip rarely does."""
+    by a fraction of a clip no longer matches it. :func:`clip_audio` adds the scene's room tone."""
     n = int(round(len(trajectory.x) / fps * sample_rate))
     t_audio = (np.arange(n) + 0.5) / sample_rate
     t_frames = (np.arange(len(trajectory.x)) + 0.5) / fps
@@ -232,6 +261,18 @@ def trajectory_audio(trajectory: Trajectory, size: tuple[int, int], fps: float, 
     tone = amplitude * (np.sin(phase) + 0.25 * np.sin(2 * phase))
     fade = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (0.01 * sample_rate))
     return (tone * fade + rng.normal(0, 0.005, n)).astype(np.float32)
+
+
+def clip_audio(trajectory: Trajectory, scene: int, size: tuple[int, int], fps: float, rng: np.random.Generator,
+               sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
+    """A clip's sound track, float32 (samples,) within +-0.6: the object's tone
+    (:func:`trajectory_audio`) over the room tone of its kind of scene (:data:`SCENES`, index
+    ``scene``; :func:`room_tone`). The tone ties the sound to the clip's moments, the room tone to
+    its kind of scene, so the sound of another clip fits neither, unless it is of the same kind
+    of scene and its object happens to move alike."""
+    tone = trajectory_audio(trajectory, size, fps, rng, sample_rate)
+    room = room_tone(SCENES[scene][2], len(tone), rng, sample_rate=sample_rate)
+    return np.clip(tone + room, -0.6, 0.6).astype(np.float32)
 
 
 def clip_name(class_name: str, group: int, clip: int) -> str:
@@ -278,12 +319,13 @@ def synthesize_motion(
         for k in range(n_per_class):
             group, clip = k // clips_per_group + 1, k % clips_per_group + 1
             look = _rng(seed, 10, label, group)  # shared by the clips of a group
-            background = colour_texture(look, *size)
+            scene = int(look.integers(len(SCENES)))
+            background = colour_texture(look, *size, palette=SCENES[scene][1])
             sprite = make_sprite(look)
             rng = _rng(seed, 11, label, group, clip)
             trajectory = class_trajectory(class_name, rng, n_frames, size)
             frames = render_clip(trajectory, background, sprite, rng)
-            audio = trajectory_audio(trajectory, size, fps, rng)
+            audio = clip_audio(trajectory, scene, size, fps, rng)
             relative = clip_name(class_name, group, clip)
             write_mp4(out_dir / "videos" / relative, frames, fps, audio=audio, audio_sample_rate=AUDIO_SAMPLE_RATE)
             rows.append({"path": f"videos/{relative}", "label": label, "class_name": class_name,
