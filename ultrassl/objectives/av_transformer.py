@@ -21,8 +21,11 @@ Pretraining, end to end into both CNNs:
   multimodal summary tokens of a second, unmasked pass says whether sound and picture belong
   together (the transformers are small beside the CNNs, which run once);
 * content-aware negative sampling (CANS, :mod:`ultrassl.losses.negative_sampling`) chooses the
-  MEP negatives among the batch's segment embeddings and the other clip of a misaligned pair,
-  favouring similar ones and dropping the extremes (``cans=False``: uniform draws).
+  MEP negatives among the batch's segment embeddings, favouring similar ones and dropping the
+  extremes (``cans=False``: uniform draws). The other clip of a misaligned pair is drawn
+  uniformly among the batch's other videos (``content_aware_pairs=True`` draws it by CANS over
+  the mean audio embeddings: the hardest pairs, with which another clip's audio stayed at chance
+  on the embedded motion clips, training clips included, even where its scene gave it away).
 
 Logged: ``loss``, ``mep_loss``, ``cpp_loss``; ``cpp_acc`` (chance 0.5) and, per kind of
 misaligned audio, ``cpp_shifted_acc`` and ``cpp_other_acc`` (balanced: the mean of the recalls on
@@ -68,6 +71,7 @@ class AudioVisualTransformer(PretrainModule):
         drop_near, drop_far, cans_temperature: CANS's extremes and softmax temperature.
         offset_negative_prob: share of misaligned clips that get their own audio shifted in time
             (the rest another clip's audio).
+        content_aware_pairs: draw the other clip of a misaligned pair by CANS instead of uniformly.
         mep_weight, cpp_weight: weights of the two terms.
         visual_key, audio_key: batch keys.
         **kwargs: backbone (the visual CNN), optimiser and schedule options of :class:`PretrainModule`.
@@ -90,6 +94,7 @@ class AudioVisualTransformer(PretrainModule):
         drop_far: float = 0.05,
         cans_temperature: float = 0.5,
         offset_negative_prob: float = 0.5,
+        content_aware_pairs: bool = False,
         mep_weight: float = 1.0,
         cpp_weight: float = 1.0,
         visual_key: str = "visual",
@@ -108,6 +113,7 @@ class AudioVisualTransformer(PretrainModule):
         self.cans = cans
         self.cans_options = dict(drop_near=drop_near, drop_far=drop_far, temperature=cans_temperature)
         self.offset_negative_prob = offset_negative_prob
+        self.content_aware_pairs = content_aware_pairs
         self.weights = {"mep": mep_weight, "cpp": cpp_weight}
         self.visual_key, self.audio_key = visual_key, audio_key
         self.audio_cnn = AudioCNN(tuple(audio_channels))
@@ -165,13 +171,14 @@ class AudioVisualTransformer(PretrainModule):
 
     def _other_clips(self, summaries: torch.Tensor, same_video: torch.Tensor,
                      generator: torch.Generator | None) -> torch.Tensor:
-        """For each clip, a clip of another video in the batch (CANS over the mean audio
-        embeddings); rows without one get their own index (unused)."""
+        """For each clip, a clip of another video in the batch (uniformly, or by CANS over the
+        mean audio embeddings with ``content_aware_pairs``); rows without one get their own
+        index (unused)."""
         invalid = same_video.cpu().clone()
         lonely = invalid.all(dim=1)
         invalid[lonely, :] = ~torch.eye(len(invalid), dtype=torch.bool)[lonely]  # placeholder: itself
         summaries = summaries.detach().cpu()  # draws on the CPU, where the generator lives
-        if self.cans:
+        if self.content_aware_pairs:
             return content_aware_negatives(summaries, summaries, 1, invalid, generator=generator,
                                            **self.cans_options)[:, 0]
         return torch.multinomial((~invalid).float(), 1, generator=generator)[:, 0]
