@@ -57,6 +57,23 @@ def test_an_arm_that_predicts_one_class_is_a_defect():
         "plane_detection / linear / 100% / random_init, seed 1: predicts one class for every held-out sample"]
 
 
+def test_a_metric_constant_only_because_every_arm_collapsed_is_reported_as_the_collapse():
+    """Arms that each predict one class for a balanced test set all score 1/K: the collapse is
+    the defect to report, not a metric that ignores the model; once one run learned, a
+    constant metric is one again."""
+    collapsed = {"Background": 0.4, "3VV": 0.0, "4CH": 0.0, "Femur": 0.0}
+    learned = {"Background": 0.7, "3VV": 0.2, "4CH": 0.0, "Femur": 0.4}
+    records = [{**record(arm, s, {"accuracy": 0.25}), "per_class": collapsed}
+               for arm in ("order_geometry", "random_init") for s in range(3)]
+    defects = results_of(records)["defects"]
+    assert sum("predicts one class" in d for d in defects) == 6
+    assert not any("the same value" in d for d in defects)
+    records[-1]["per_class"] = learned  # random init, seed 2 learned, and still scores 0.25
+    defects = results_of(records)["defects"]
+    assert any("accuracy: the same value 0.25 for every arm and seed" in d for d in defects)
+    assert sum("predicts one class" in d for d in defects) == 5
+
+
 def test_unequal_budgets_in_a_comparison_are_a_defect():
     records = [record("order_geometry", 0, {"macro_f1": 0.3}), record("random_init", 0, {"macro_f1": 0.2}, max_steps=20),
                record("order_geometry", 1, {"macro_f1": 0.4}), record("random_init", 1, {"macro_f1": 0.1})]

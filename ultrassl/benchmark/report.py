@@ -26,7 +26,7 @@ import json
 import math
 import os
 import platform
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +189,9 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
             budgets += budget_checks(plan.name, protocol, fraction, records, objectives + [RANDOM])
     defects += [f"{plan.name} / {b['protocol']} / {fraction_text(b['fraction'])} / seed {b['seed']}: the arms' "
                 f"budgets differ in {', '.join(b['differs_in'])}" for b in budgets if not b["equal"]]
-    defects += metric_defects(plan.name, rows, [a for a in arms if a != BASELINE])
-    defects += collapse_defects(plan.name, per_class)
+    collapsed = collapsed_runs(per_class)
+    defects += metric_defects(plan.name, rows, [a for a in arms if a != BASELINE], collapsed)
+    defects += collapse_defects(plan.name, collapsed)
     return {"domain": plan.domain, "arms": arms, "objectives": objectives, "lower_is_better": sorted(task.lower_is_better),
             "reference_note": task.reference_note, "rows": rows, "per_class": per_class, "budgets": budgets,
             "defects": defects}
@@ -211,34 +212,43 @@ def budget_checks(task: str, protocol: str, fraction: float, records: Iterable[M
     return checks
 
 
-def metric_defects(task: str, rows: Iterable[Mapping[str, Any]], arms: Sequence[str]) -> list[str]:
+def metric_defects(task: str, rows: Iterable[Mapping[str, Any]], arms: Sequence[str],
+                   collapsed: Collection[tuple[str, float, str, str]] = ()) -> list[str]:
     """Metrics that cannot be right: missing (None/NaN) for an arm and seed, or one value for
-    every arm, seed and fraction of a protocol (a metric that does not depend on the model)."""
+    every arm, seed and fraction of a protocol (a metric that does not depend on the model).
+
+    The second check passes over a metric whose every run is in ``collapsed`` ((protocol,
+    fraction, arm, seed), :func:`collapsed_runs`): models that each predict one class for a
+    balanced test set all score 1/K, which :func:`collapse_defects` reports as what it is."""
     defects = []
     pooled: dict[tuple[str, str], list[Any]] = {}
+    all_collapsed: dict[tuple[str, str], bool] = {}
     for row in rows:
         for arm in arms:
             summary_ = row["arms"].get(arm)
             if summary_ is None:
                 continue
             for seed, value in summary_["per_seed"].items():
-                pooled.setdefault((row["protocol"], row["metric"]), []).append(value)
+                key = (row["protocol"], row["metric"])
+                pooled.setdefault(key, []).append(value)
+                all_collapsed[key] = all_collapsed.get(key, True) and (
+                    (row["protocol"], row["fraction"], arm, str(seed)) in collapsed)
                 if value is None or not math.isfinite(float(value)):
                     defects.append(f"{task} / {row['protocol']} / {fraction_text(row['fraction'])} / "
                                    f"{row['metric']}: no value for {arm}, seed {seed}")
     for (protocol, metric), found in pooled.items():
         values = finite(found)
-        if len(values) >= 2 and len(set(values)) == 1:
+        if len(values) >= 2 and len(set(values)) == 1 and not all_collapsed[(protocol, metric)]:
             defects.append(f"{task} / {protocol} / {metric}: the same value {values[0]:.6g} for every arm and seed "
                            "(the metric does not depend on the model)")
     return defects
 
 
 # ---------------------------------------------------------------------------- text
-def collapse_defects(task: str, per_class: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Arms that predict a single class for every held-out sample (every other class's F1 is
-    0): a collapsed model or degenerate features, not a result to compare."""
-    defects = []
+def collapsed_runs(per_class: Iterable[Mapping[str, Any]]) -> list[tuple[str, float, str, str]]:
+    """(protocol, fraction, arm, seed) of the runs that predict a single class for every
+    held-out sample (every other class's F1 is 0): a collapsed model or degenerate features."""
+    runs = []
     for entry in per_class:
         by_arm_seed: dict[tuple[str, Any], list[float]] = {}
         for by_arm in entry["classes"].values():
@@ -248,9 +258,14 @@ def collapse_defects(task: str, per_class: Iterable[Mapping[str, Any]]) -> list[
                         by_arm_seed.setdefault((arm, seed), []).append(float(value))
         for (arm, seed), scores in sorted(by_arm_seed.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
             if len(scores) > 2 and sum(v > 0 for v in scores) <= 1:
-                defects.append(f"{task} / {entry['protocol']} / {fraction_text(entry['fraction'])} / {arm}, seed "
-                               f"{seed}: predicts one class for every held-out sample")
-    return defects
+                runs.append((entry["protocol"], entry["fraction"], arm, str(seed)))
+    return runs
+
+
+def collapse_defects(task: str, collapsed: Iterable[tuple[str, float, str, str]]) -> list[str]:
+    """The runs of :func:`collapsed_runs` as defects: not results to compare."""
+    return [f"{task} / {protocol} / {fraction_text(fraction)} / {arm}, seed {seed}: predicts one class for every "
+            "held-out sample" for protocol, fraction, arm, seed in collapsed]
 
 
 def interval_text(entry: Mapping[str, Any] | Interval | None, signed: bool = False, digits: int = 3) -> str:
