@@ -177,6 +177,22 @@ def test_content_aware_sampling_drops_the_extremes_and_favours_the_similar():
     assert counts[3:8].sum() > 2 * counts[14:19].sum()  # the similar are favoured
 
 
+def test_another_clips_audio_is_drawn_uniformly_unless_asked_to_be_content_aware():
+    """The other clip of a misaligned pair: uniform among the other videos by default; with
+    content_aware_pairs, CANS favours the clips whose sound is most alike."""
+    same = torch.eye(8, dtype=torch.bool)
+    angle = torch.arange(8, dtype=torch.float32) * 0.3  # clip i's sound turns away from clip 0's with i
+    summaries = torch.stack([angle.cos(), angle.sin(), torch.zeros(8), torch.zeros(8)], dim=1)
+    counts = {}
+    for aware in (False, True):
+        model = _model(content_aware_pairs=aware)
+        drawn = torch.stack([model._other_clips(summaries, same, torch.Generator().manual_seed(seed))[0]
+                             for seed in range(700)])
+        counts[aware] = torch.bincount(drawn, minlength=8)
+    assert counts[False][0] == 0 and (counts[False][1:] > 60).all()  # about 100 each
+    assert counts[True][0] == 0 and counts[True][1:4].sum() > 2 * counts[True][5:8].sum()
+
+
 def test_another_items_of_the_same_video_are_never_negatives():
     model = _model()
     batch = _batch()
@@ -293,3 +309,27 @@ def test_the_embedded_motion_audio_is_louder_when_the_object_moves_faster():
         speeds.append(np.hypot(np.diff(trajectory.x), np.diff(trajectory.y)).mean())
     assert len(trends) >= 6 and all(heard == drawn for heard, drawn in trends)
     assert np.corrcoef(levels, speeds)[0, 1] > 0.9
+
+
+def test_the_embedded_motion_audio_carries_its_kind_of_scene():
+    """Under the object's tone, each clip's sound has the room tone of its kind of scene: the same
+    motion filmed in each of the four kinds of scene sounds loudest, all clip long, in its own
+    scene's band, so another clip's sound can be told apart by its scene."""
+    from ultrassl.synth.motion import AUDIO_SAMPLE_RATE, MOTION_CLASSES, SCENES, class_trajectory, clip_audio
+
+    fps, n_frames, size = 25.0, 32, (64, 64)
+    window = 512
+    frequency = np.fft.rfftfreq(window, 1 / AUDIO_SAMPLE_RATE)
+    in_band = [np.abs(np.log2(np.maximum(frequency, 1) / centre)) < 0.2 for _, _, centre in SCENES]
+    for k, name in enumerate(MOTION_CLASSES):
+        trajectory = class_trajectory(name, np.random.default_rng(k), n_frames, size)
+        steady = []  # (scene filmed in, band): the power each band keeps over 90 % of the clip
+        for scene in range(len(SCENES)):
+            audio = clip_audio(trajectory, scene, size, fps, np.random.default_rng(1000 + k))
+            assert np.abs(audio).max() <= 0.6
+            frames = np.lib.stride_tricks.sliding_window_view(audio, window)[:: window // 2] * np.hanning(window)
+            power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+            steady.append([np.quantile(power[:, band].mean(axis=1), 0.1) for band in in_band])
+        steady = np.array(steady)
+        assert (steady.argmax(axis=0) == np.arange(len(SCENES))).all(), name
+        assert (np.diag(steady) > 10 * np.median(steady, axis=0)).all(), name
