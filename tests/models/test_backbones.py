@@ -74,6 +74,24 @@ def test_tiny3d_is_tiny_and_takes_widths():
     assert create_backbone("tiny3d", channels=(4, 8, 12)).num_features == 12
 
 
+def test_tiny3d_frame_differences_feed_the_change_between_frames():
+    net = create_backbone("tiny3d", in_channels=3, channels=(4, 8, 8), frame_differences=True).eval()
+    first = next(m for m in net.modules() if isinstance(m, nn.Conv3d))
+    assert first.in_channels == 6
+    clip = torch.rand(2, 3, 5, 16, 16)
+    seen = net.stem_input(clip)
+    assert seen.shape == (2, 6, 5, 16, 16)
+    torch.testing.assert_close(seen[:, :3], clip)
+    torch.testing.assert_close(seen[:, 3:, 0], torch.zeros(2, 3, 16, 16))
+    torch.testing.assert_close(seen[:, 3:, 3], clip[:, :, 3] - clip[:, :, 2])
+    # a still clip carries no difference; the same frames in motion do
+    still = clip[:, :, :1].expand(-1, -1, 5, -1, -1)
+    assert net.stem_input(still)[:, 3:].abs().max() == 0
+    with torch.no_grad():
+        assert net(clip).shape == (2, 8)
+    assert create_backbone("tiny3d", in_channels=3).stem_input(clip) is clip  # off by default
+
+
 def test_tiny2d_is_a_cut_sononet_whose_map_is_an_eighth_of_the_frame():
     net = create_backbone("tiny2d").eval()
     assert net.input_kind == "frame" and net.num_features == 64 and net.downsampling == 8
