@@ -33,20 +33,20 @@ from ultrassl.io import read_clip  # noqa: E402
 from ultrassl.models.backbones import create_backbone  # noqa: E402
 
 FRAMES, STRIDE, SIZE, BATCH = 8, 2, (56, 56), 16
+SPAN = FRAMES * STRIDE  # source frames a window covers
 
 
 def load(folder: Path, paths: pd.Series) -> torch.Tensor:
     """Every frame of every clip, float (N, 3, T, 56, 56) in [0, 1]."""
     frames = np.stack([read_clip(folder / p).frames for p in paths])  # (N, T, H, W, 3)
     clips = torch.from_numpy(frames).float().div(255).permute(0, 4, 1, 2, 3)
-    n, c, t = clips.shape[:3]
+    c, t = clips.shape[1:3]
     resized = F.interpolate(clips.flatten(1, 2), size=SIZE, mode="bilinear", align_corners=False)
     return resized.unflatten(1, (c, t))
 
 
 def windows(clips: torch.Tensor, starts: list[int]) -> torch.Tensor:
-    span = FRAMES * STRIDE
-    return torch.stack([clip[:, s:s + span:STRIDE] for clip, s in zip(clips, starts)])
+    return torch.stack([clip[:, s:s + SPAN:STRIDE] for clip, s in zip(clips, starts)])
 
 
 def fit(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Tensor, test_labels: torch.Tensor,
@@ -55,13 +55,12 @@ def fit(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Tensor, tes
     net = create_backbone("tiny3d", in_channels=3, channels=(16, 32, 64), frame_differences=frame_differences)
     head = nn.Linear(net.num_features, int(train_labels.max()) + 1)
     optimizer = torch.optim.AdamW([*net.parameters(), *head.parameters()], lr=3e-3, weight_decay=1e-4)
-    span = FRAMES * STRIDE
-    centre = (train.shape[2] - span) // 2
+    centre = (train.shape[2] - SPAN) // 2
     name = "frame differences" if frame_differences else "raw frames"
     start = time.time()
     for step in range(1, steps + 1):
         index = torch.randint(0, len(train), (BATCH,))
-        starts = torch.randint(0, train.shape[2] - span + 1, (BATCH,)).tolist()
+        starts = torch.randint(0, train.shape[2] - SPAN + 1, (BATCH,)).tolist()
         loss = F.cross_entropy(head(net(windows(train[index], starts))), train_labels[index])
         optimizer.zero_grad()
         loss.backward()

@@ -222,7 +222,7 @@ def metric_defects(task: str, rows: Iterable[Mapping[str, Any]], arms: Sequence[
     balanced test set all score 1/K, which :func:`collapse_defects` reports as what it is."""
     defects = []
     pooled: dict[tuple[str, str], list[Any]] = {}
-    all_collapsed: dict[tuple[str, str], bool] = {}
+    learned: set[tuple[str, str]] = set()  # metrics with at least one run that did not collapse
     for row in rows:
         for arm in arms:
             summary_ = row["arms"].get(arm)
@@ -231,14 +231,14 @@ def metric_defects(task: str, rows: Iterable[Mapping[str, Any]], arms: Sequence[
             for seed, value in summary_["per_seed"].items():
                 key = (row["protocol"], row["metric"])
                 pooled.setdefault(key, []).append(value)
-                all_collapsed[key] = all_collapsed.get(key, True) and (
-                    (row["protocol"], row["fraction"], arm, str(seed)) in collapsed)
+                if (row["protocol"], row["fraction"], arm, str(seed)) not in collapsed:
+                    learned.add(key)
                 if value is None or not math.isfinite(float(value)):
                     defects.append(f"{task} / {row['protocol']} / {fraction_text(row['fraction'])} / "
                                    f"{row['metric']}: no value for {arm}, seed {seed}")
     for (protocol, metric), found in pooled.items():
         values = finite(found)
-        if len(values) >= 2 and len(set(values)) == 1 and not all_collapsed[(protocol, metric)]:
+        if len(values) >= 2 and len(set(values)) == 1 and (protocol, metric) in learned:
             defects.append(f"{task} / {protocol} / {metric}: the same value {values[0]:.6g} for every arm and seed "
                            "(the metric does not depend on the model)")
     return defects

@@ -113,7 +113,8 @@ class Tiny3D(Backbone):
     networks (Wang et al., ECCV 2016) fused into one stream. A network this small does not find
     motion in raw frames by itself: supervised on the embedded motion clips (336 training clips,
     1,000 steps, no augmentation) it memorised the clips (training accuracy 0.61) and stayed at
-    chance on held-out ones (0.15 for 8 classes); with the differences it reached 0.79.
+    chance on held-out ones (0.15 for 8 classes); with the differences it reached 0.74
+    (``benchmarks/motion_learnability.py``).
 
     Args:
         in_channels: input channels C.
@@ -127,7 +128,6 @@ class Tiny3D(Backbone):
         super().__init__()
         if len(channels) != 3:
             raise ValueError(f"Tiny3D takes three channel widths, got {list(channels)}")
-        self.in_channels = int(in_channels)
         self.frame_differences = bool(frame_differences)
         strides = [(1, 2, 2), (1, 2, 2), (2, 2, 2)]
         layers = []
