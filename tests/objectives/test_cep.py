@@ -160,11 +160,13 @@ def test_the_pipeline_shares_one_draw_across_the_snippets_and_another_for_the_in
 
 
 @pytest.mark.slow
-def test_fit_with_the_shipped_config_lowers_the_loss(sweeps, tmp_path, one_thread):
+def test_fit_with_the_shipped_config_lowers_the_loss_and_keeps_it_down(sweeps, tmp_path, one_thread):
+    # 60 steps: a collapsing instance term (the momentum of 0.9 did it) falls for a dozen
+    # steps and then climbs back towards log(1 + K); the loss must keep falling past that.
     pipeline = "--data.init_args.pipeline.init_args"
     status = ultrassl_main([
         "fit", "-c", str(CONFIGS / "cep.yaml"), f"--data.init_args.manifest={sweeps}",
-        f"--trainer.default_root_dir={tmp_path}", "--trainer.max_steps=30", "--trainer.max_epochs=-1",
+        f"--trainer.default_root_dir={tmp_path}", "--trainer.max_steps=60", "--trainer.max_epochs=-1",
         "--trainer.log_every_n_steps=1", "--trainer.limit_val_batches=0", "--trainer.enable_progress_bar=false",
         "--trainer.enable_model_summary=false", "--data.init_args.batch_size=8", "--data.init_args.clips_per_video=2",
         f"{pipeline}.size=[32,40]", f"{pipeline}.num_frames=3", f"{pipeline}.color_prob=0",
@@ -173,8 +175,15 @@ def test_fit_with_the_shipped_config_lowers_the_loss(sweeps, tmp_path, one_threa
     assert status == 0
     (metrics,) = tmp_path.glob("logs/version_*/metrics.csv")
     rows = list(csv.DictReader(metrics.open()))
-    losses = [float(r["train/loss_step"]) for r in rows if r.get("train/loss_step")]
-    prediction = [float(r["train/prediction_loss_step"]) for r in rows if r.get("train/prediction_loss_step")]
-    trace = " ".join(f"{v:.2f}" for v in losses)
-    assert sum(losses[-6:]) / 6 < sum(losses[1:5]) / 4 - 0.3, trace
-    assert sum(prediction[-6:]) / 6 < sum(prediction[:4]) / 4, prediction
+
+    def thirds(key: str) -> list[float]:
+        values = [float(r[key]) for r in rows if r.get(key)][1:]  # step 0 scores against a random queue
+        third = len(values) // 3
+        return [sum(values[i * third:(i + 1) * third]) / third for i in range(3)]
+
+    first, middle, last = thirds("train/loss_step")
+    assert last < middle < first - 0.3, (first, middle, last)
+    instance = thirds("train/instance_loss_step")
+    assert instance[2] < instance[1], instance
+    prediction = thirds("train/prediction_loss_step")
+    assert prediction[2] < prediction[0], prediction
