@@ -47,6 +47,31 @@ def test_plane_items_carry_the_labels_of_their_frames(fetal_manifest, clip_frame
     np.testing.assert_array_equal(loop["clip_frame_labels"].numpy(), labels)
 
 
+def test_plane_affine_moves_the_training_pixels_and_keeps_the_labels(fetal_manifest):
+    options = dict(size=(24, 32), intensity_prob=0.0)
+    plain = PlaneDetectionPipeline(**options)
+    moved = PlaneDetectionPipeline(**options, affine_prob=1.0, rotate_range_deg=20.0, scale_range=0.2,
+                                   translate_range=0.1)
+    row = read_manifest(fetal_manifest).iloc[0]
+    labels = read_frame_labels(row["frame_labels"], int(row["n_frames"]), PLANE_CLASSES)
+    for seed in range(3):
+        items = []
+        for pipeline in (plain, moved):
+            dataset = ManifestDataset(fetal_manifest, pipeline.train_transform(), label_column=None)
+            dataset.transform.set_random_state(seed)
+            items.append(dataset[0])
+        a, b = items
+        np.testing.assert_array_equal(a["clip_frame_indices"], b["clip_frame_indices"])  # the same frame
+        np.testing.assert_array_equal(b["clip_frame_labels"].numpy(), labels[b["clip_frame_indices"]])
+        assert "affine" not in a.get("clip_params", {})
+        assert b["clip_params"]["affine"]["rotation_deg"] != 0.0
+        assert float((a["clip"] - b["clip"]).abs().mean()) > 0.01
+    evaluated = ManifestDataset(fetal_manifest, moved.val_transform(), label_column=None)[0]
+    assert "affine" not in evaluated.get("clip_params", {})  # held-out frames are never warped
+    with pytest.raises(ValueError, match="affine_prob"):
+        PlaneDetectionPipeline(affine_prob=1.5)
+
+
 def test_saliency_items_carry_fixations_in_pixels_of_the_resized_frame(fetal_manifest):
     pipeline = SaliencyPipeline(size=(24, 32))
     row = read_manifest(fetal_manifest).iloc[0]

@@ -71,10 +71,14 @@ class AnnotatedFramesPipeline(ClipPipeline):
         """The task's annotations of the sampled frames."""
         raise NotImplementedError
 
+    def augment_steps(self) -> list[Transform]:
+        """Training-time augmentation of the resized ``clip``: the intensity jitter. Only tasks
+        whose labels do not move with the pixels may add spatial steps (saliency's fixations do)."""
+        return [RandUltrasoundIntensityd("clip", prob=self.intensity_prob)] if self.intensity_prob > 0 else []
+
     def _chain(self, sampler: ClipSampler, augment: bool) -> Compose:
-        jitter = [RandUltrasoundIntensityd("clip", prob=self.intensity_prob)] if augment and self.intensity_prob > 0 else []
-        return Compose(self.load_steps(sampler, "clip") + self.annotation_steps()
-                       + self.resize_steps("clip") + jitter + self.finish_steps("clip"))
+        return Compose(self.load_steps(sampler, "clip") + self.annotation_steps() + self.resize_steps("clip")
+                       + (self.augment_steps() if augment else []) + self.finish_steps("clip"))
 
     def train_transform(self) -> Compose:
         return self._chain(self.sampler(), augment=True)
