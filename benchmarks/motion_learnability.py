@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ultrassl.io import read_clip  # noqa: E402
 from ultrassl.models.backbones import create_backbone  # noqa: E402
+from ultrassl.transforms.spatial import resize_frames  # noqa: E402
 
 FRAMES, STRIDE, SIZE, BATCH = 8, 2, (56, 56), 16
 SPAN = FRAMES * STRIDE  # source frames a window covers
@@ -40,9 +41,7 @@ def load(folder: Path, paths: pd.Series) -> torch.Tensor:
     """Every frame of every clip, float (N, 3, T, 56, 56) in [0, 1]."""
     frames = np.stack([read_clip(folder / p).frames for p in paths])  # (N, T, H, W, 3)
     clips = torch.from_numpy(frames).float().div(255).permute(0, 4, 1, 2, 3)
-    c, t = clips.shape[1:3]
-    resized = F.interpolate(clips.flatten(1, 2), size=SIZE, mode="bilinear", align_corners=False)
-    return resized.unflatten(1, (c, t))
+    return torch.stack([resize_frames(clip, SIZE, "bilinear") for clip in clips])
 
 
 def windows(clips: torch.Tensor, starts: list[int]) -> torch.Tensor:

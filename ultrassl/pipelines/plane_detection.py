@@ -61,6 +61,8 @@ class PlaneDetectionPipeline(AnnotatedFramesPipeline):
         self.classes = read_class_names(classes)
         self.affine = dict(rotate_range_deg=rotate_range_deg, scale_range=scale_range,
                            translate_range=translate_range, prob=affine_prob)
+        # Built once here so that bad ranges fail when the config is read, not in a worker.
+        self.augment_steps()
 
     def augment_steps(self) -> list[Transform]:
         """The intensity jitter and, with ``affine_prob``, one random rotation, scale and shift
