@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ultrassl.benchmark.cli import run_benchmark
-from ultrassl.benchmark.profile import load_profile
+from ultrassl.benchmark.profile import ProfileError, load_profile
 from ultrassl.benchmark.report import BUDGET_KEYS
 from ultrassl.benchmark.runner import RECORD, Runner
 from ultrassl.benchmark.store import FolderMismatchError
@@ -75,11 +75,26 @@ def test_every_arm_of_a_comparison_gets_the_same_budget_and_data(finished):
             json.dumps({k: budgets[0][k] for k in BUDGET_KEYS}, sort_keys=True)}
     two = [c for c in checks if len(c["arms"]) == 2]
     assert two, "a comparison of a pretrained arm and random init"
-    # the ceiling: the fine-tune's budget, every labelled subject
+    # the ceiling: every labelled subject, with the plane task's own ceiling budget (3 steps,
+    # its fine-tunes 2) and saliency's fine-tune budget
     data = json.loads((out / "data" / "fetal_sweeps" / "pools.json").read_text())
     ceiling = json.loads((out / "runs" / "plane_detection" / "supervised" / "seed1" / RECORD).read_text())
     assert ceiling["budget"]["train_subjects"] == data["pools"]["labelled"]
-    assert ceiling["budget"]["max_steps"] == 2 and ceiling["budget"]["protocol"] == "finetune"
+    assert ceiling["budget"]["max_steps"] == 3 and ceiling["budget"]["protocol"] == "finetune"
+    finetune = json.loads((out / "runs" / "plane_detection" / "finetune" / "100pct" / "seed1" / "random_init"
+                           / RECORD).read_text())
+    assert finetune["budget"]["max_steps"] == 2
+    saliency = json.loads((out / "runs" / "saliency" / "supervised" / "seed1" / RECORD).read_text())
+    assert saliency["budget"]["max_steps"] == 2
+
+
+def test_a_ceiling_budget_takes_only_steps_and_batch(tmp_path):
+    profile = yaml.safe_load(TINY.read_text())
+    profile["tasks"]["plane_detection"]["ceiling"] = {"max_steps": 3, "lr": 0.1}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(profile))
+    with pytest.raises(ProfileError, match="ceiling takes max_steps and batch_size"):
+        load_profile(bad)
 
 
 def test_no_subject_crosses_pools_in_any_run(finished):

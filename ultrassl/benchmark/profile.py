@@ -26,13 +26,16 @@ size, pool sizes, budgets, seeds) lives in the profile, none in the code::
         fractions: [0.05, 0.2, 1.0]
         max_steps: 100
         batch_size: 16
+        ceiling: {max_steps: 1000}      # the ceiling's own budget (default: the fine-tune's)
         overrides: {}                   # dotted keys of the task config, every arm
         encoder_protocols: {knn: {ks: [1, 5, 10]}}   # options of the task's encoder protocols
 
 Arms (``arms``): ``pretrained`` (one per objective of the task's domain), ``random_init``
 (the same backbone freshly initialised), ``supervised`` (random init fine-tuned on every
-labelled subject with the task's fine-tune budget: the ceiling) and ``baseline`` (the task's
-model-free baseline). Paths are relative to the profile's folder, else to the source tree.
+labelled subject with the task's fine-tune budget, or the ``ceiling`` budget where the task
+sets one: the ceiling) and ``baseline`` (the task's model-free baseline). Every comparison of
+a pretrained arm with random init shares one budget; the ceiling is no such comparison (it
+shows what the labels allow), so a task may give it more steps than its fine-tunes. Paths are relative to the profile's folder, else to the source tree.
 """
 
 from __future__ import annotations
@@ -137,7 +140,8 @@ class TaskPlan:
         domain: the domain whose data it is trained and scored on.
         config: the task config (default ``configs/downstream/<name>.yaml``).
         protocols: the training protocols, in order.
-        max_steps, batch_size: the budget of the supervised ceiling (the fine-tune's).
+        max_steps, batch_size: the budget of the supervised ceiling (the task's ``ceiling``,
+            else the fine-tune's).
         overrides: dotted settings of every arm's config.
         encoder_protocols: options of the task's encoder protocols (``{"knn": {"ks": [...]}}``).
     """
@@ -311,6 +315,10 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
             if not protocol.fractions or any(not 0 < f <= 1 for f in protocol.fractions):
                 raise ProfileError(f"{where}: {context}: fractions must lie in (0, 1], got {list(protocol.fractions)}")
         finetune = next((p for p in protocols if p.name == "finetune"), None)
+        ceiling = dict(node.get("ceiling") or {})
+        if set(ceiling) - {"max_steps", "batch_size"}:
+            raise ProfileError(f"{where}: {context}: ceiling takes max_steps and batch_size, "
+                               f"got {sorted(ceiling)}")
         encoder_protocols = {k: dict(v or {}) for k, v in (node.get("encoder_protocols") or {}).items()}
         unknown = sorted(set(encoder_protocols) - set(task.encoder_protocols))
         if unknown:
@@ -319,8 +327,8 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
         config = find(node["config"], context) if node.get("config") else task.default_config_path()
         tasks[name] = TaskPlan(
             name=name, domain=domain, config=config, protocols=tuple(protocols),
-            max_steps=finetune.max_steps if finetune else max_steps,
-            batch_size=finetune.batch_size if finetune else batch_size,
+            max_steps=int(ceiling.get("max_steps", finetune.max_steps if finetune else max_steps)),
+            batch_size=int(ceiling.get("batch_size", finetune.batch_size if finetune else batch_size)),
             overrides=dict(node.get("overrides") or {}), encoder_protocols=encoder_protocols)
 
     return Profile(name=str(raw.get("name") or (source.stem if source else "profile")), source=source, seeds=seeds,
