@@ -35,7 +35,8 @@ Arms (``arms``): ``pretrained`` (one per objective of the task's domain), ``rand
 labelled subject with the task's fine-tune budget, or the ``ceiling`` budget where the task
 sets one: the ceiling) and ``baseline`` (the task's model-free baseline). Every comparison of
 a pretrained arm with random init shares one budget; the ceiling is no such comparison (it
-shows what the labels allow), so a task may give it more steps than its fine-tunes. Paths are relative to the profile's folder, else to the source tree.
+shows what the labels allow), so a task may give it more steps than its fine-tunes. Paths
+are relative to the profile's folder, else to the source tree.
 """
 
 from __future__ import annotations
