@@ -152,12 +152,39 @@ def test_pairwise_order_head_gives_a_time_reversal_the_same_logits():
         head(forward)  # (B, N, F) instead of (B, N x F)
 
 
-@pytest.mark.parametrize("order_head", ["pairwise", "concat"])
-def test_frame_backbone_learns_order_with_either_head(order_head):
+def test_pairwise_order_head_with_a_frame_projection():
+    """The distances are taken on a projection of each frame's feature: the head still sees
+    each pair symmetrically (swapping two frames' features swaps nothing in their pair code), the
+    encoder's features reach the classes only through it, and a bad width is refused."""
+    torch.manual_seed(0)
+    head = PairwiseOrderHead(in_features=8, num_frames=N_FRAMES, hidden_features=16, out_features=12,
+                             projection_features=24).eval()
+    assert head.project[0].in_features == 8 and head.pair[0].in_features == 24
+    frames = torch.randn(5, N_FRAMES, 8)
+    with torch.no_grad():
+        logits = head(frames.flatten(1))
+        projected = head.project(frames.flatten(0, 1)).reshape(5, N_FRAMES, -1)
+        by_hand = head.classifier(head.pair((projected[:, head.pairs[:, 0]] - projected[:, head.pairs[:, 1]])
+                                            .abs().flatten(0, 1)).reshape(5, -1))
+    torch.testing.assert_close(logits, by_hand)
+    model = OrderGeometry(backbone="tiny2d", order_projection=32)
+    assert model.order_head.project[0].in_features == model.backbone.num_features
+    assert isinstance(OrderGeometry(backbone="tiny2d").order_head.project, torch.nn.Identity)
+    with pytest.raises(ValueError, match="projection_features"):
+        PairwiseOrderHead(in_features=8, num_frames=N_FRAMES, hidden_features=16, out_features=12,
+                          projection_features=-1)
+    with pytest.raises(ValueError, match="order_projection"):
+        OrderGeometry(backbone="tiny3d", order_projection=32)
+    with pytest.raises(ValueError, match="order_projection"):
+        OrderGeometry(backbone="tiny2d", order_head="concat", order_projection=32)
+
+
+@pytest.mark.parametrize("order_head, projection", [("pairwise", 0), ("pairwise", 64), ("concat", 0)])
+def test_frame_backbone_learns_order_with_either_head(order_head, projection):
     L.seed_everything(0, verbose=False)
     model = OrderGeometry(
         backbone="tiny2d", order_head=order_head, head_hidden=64, lr=3e-3, scheduler="constant",
-        geometry_weight=0.0,
+        geometry_weight=0.0, order_projection=projection,
     )
     held_out = default_collate(make_samples(192, "parallel", "regression", seed=1))
     fit(model, make_samples(480, "parallel", "regression", seed=0), 60)

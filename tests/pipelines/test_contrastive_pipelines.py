@@ -66,6 +66,9 @@ def test_cvrl_options_reach_the_sampler_and_bad_ones_are_refused():
     assert CVRLPipeline(gap="increasing").sampler().gap == "increasing"
     assert CVRLPipeline().sampler().strides is None  # CVRL: one stride for both views
     assert CVRLPipeline(strides=[1, 2, 4]).sampler().strides == (1, 2, 4)
+    assert CVRLPipeline().sampler().max_gap is None and CVRLPipeline(max_gap=3).sampler().max_gap == 3
+    with pytest.raises(ValueError, match="max_gap"):
+        CVRLPipeline(max_gap=-2)
     with pytest.raises(ValueError, match="strides"):
         CVRLPipeline(strides=[0, 2])
     with pytest.raises(ValueError, match="keep_sector_mask"):

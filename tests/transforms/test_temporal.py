@@ -178,6 +178,28 @@ def test_pair_first_start_is_uniform_below_max_minus_gap():
         assert earlies == set(range(max_start - gap + 1))
 
 
+def test_pair_max_gap_keeps_the_views_near_each_other():
+    """The gap keeps its density over [0, max_gap]; the pair still moves over the whole video;
+    0 gives the same frames twice; at target_fps the bound scales like a stride."""
+    sampler = PairSampler(4, 1, gap="uniform", max_gap=5).set_random_state(0)
+    outs = [sampler(100, None) for _ in range(3000)]
+    gaps = np.array([out.params[0]["gap_frames"] for out in outs])
+    assert set(gaps.tolist()) == set(range(6))  # every gap up to the bound, none beyond
+    assert gaps.mean() == pytest.approx(2.5, abs=0.15)
+    earliest = {int(out.indices[:, 0].min()) for out in outs}
+    assert min(earliest) == 0 and max(earliest) >= 90  # not only the video's start
+    same = PairSampler(4, 2, max_gap=0).set_random_state(1)
+    for _ in range(50):
+        out = same(60, 25.0)
+        np.testing.assert_array_equal(out.indices[0], out.indices[1])
+        assert out.params[0]["gap_frames"] == 0
+    at_fps = PairSampler(4, 1, gap="increasing", max_gap=4, target_fps=25.0).set_random_state(2)
+    assert max(at_fps(400, 50.0).params[0]["gap_frames"] for _ in range(500)) == 8
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError, match="max_gap"):
+            PairSampler(4, 1, max_gap=bad)
+
+
 def test_pair_short_video_draws_independent_starts():
     sampler = PairSampler(8, 4).set_random_state(0)  # needs 29 frames
     outs = [sampler(20, 25.0) for _ in range(200)]

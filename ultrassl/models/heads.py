@@ -109,9 +109,13 @@ class PairwiseOrderHead(nn.Module):
         num_frames: N.
         hidden_features: width of each pair's code.
         out_features: number of order classes.
+        projection_features: width of a per-frame projection (``Linear -> BatchNorm -> ReLU ->
+            Linear``, shared by the frames) that the distances are taken on; 0 takes them on
+            the encoder's features themselves.
     """
 
-    def __init__(self, in_features: int, num_frames: int, hidden_features: int, out_features: int):
+    def __init__(self, in_features: int, num_frames: int, hidden_features: int, out_features: int,
+                 projection_features: int = 0):
         super().__init__()
         if num_frames < 2:
             raise ValueError(f"pairs need num_frames >= 2, got {num_frames}")
@@ -120,8 +124,17 @@ class PairwiseOrderHead(nn.Module):
         self.num_frames = num_frames
         pairs = torch.combinations(torch.arange(num_frames), r=2)
         self.register_buffer("pairs", pairs, persistent=False)
+        if projection_features < 0:
+            raise ValueError(f"projection_features must be >= 0, got {projection_features}")
+        self.project: nn.Module = nn.Identity()
+        if projection_features:
+            self.project = nn.Sequential(
+                nn.Linear(in_features, projection_features, bias=False), nn.BatchNorm1d(projection_features),
+                nn.ReLU(inplace=True), nn.Linear(projection_features, projection_features),
+            )
+        pair_in = projection_features or in_features
         self.pair = nn.Sequential(
-            nn.Linear(in_features, hidden_features, bias=False), nn.BatchNorm1d(hidden_features), nn.ReLU(inplace=True)
+            nn.Linear(pair_in, hidden_features, bias=False), nn.BatchNorm1d(hidden_features), nn.ReLU(inplace=True)
         )
         self.classifier = nn.Linear(len(pairs) * hidden_features, out_features)
 
@@ -130,7 +143,7 @@ class PairwiseOrderHead(nn.Module):
             raise ValueError(
                 f"PairwiseOrderHead expects (B, {self.num_frames} x F = {self.in_features}), got {tuple(x.shape)}"
             )
-        frames = x.reshape(x.shape[0], self.num_frames, -1)
+        frames = self.project(x.reshape(x.shape[0] * self.num_frames, -1)).reshape(x.shape[0], self.num_frames, -1)
         distances = (frames[:, self.pairs[:, 0]] - frames[:, self.pairs[:, 1]]).abs()  # (B, P, F)
         codes = self.pair(distances.flatten(0, 1)).reshape(x.shape[0], -1)
         return self.classifier(codes)

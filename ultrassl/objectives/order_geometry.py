@@ -71,6 +71,11 @@ class OrderGeometry(PretrainModule):
             the distances of every pair of frames, invariant to a time reversal as the merged
             classes are; ``"concat"``, an MLP over the concatenated features (the paper's
             layout). Clip backbones always use an MLP over the pooled clip feature.
+        order_projection: width of a per-frame projection (``Linear -> BatchNorm -> ReLU ->
+            Linear``) between a frame backbone's features and the pairwise order head's
+            distances; 0 (default) takes the distances on the features themselves. With it the
+            features that transfer are one nonlinear layer away from the order code, as
+            SimCLR's projection head keeps them from its loss (Chen et al., ICML 2020).
         order_key: batch key of the shuffled clip; default ``"order_clip"`` (parallel) or
             ``"clip"`` (sequential).
         geometry_key: batch key of the transformed clip; default ``"geometry_clip"`` (parallel)
@@ -91,6 +96,7 @@ class OrderGeometry(PretrainModule):
         order_head: Literal["pairwise", "concat"] = "pairwise",
         order_key: str | None = None,
         geometry_key: str | None = None,
+        order_projection: int = 0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -100,6 +106,8 @@ class OrderGeometry(PretrainModule):
             raise ValueError(f"geometry must be 'regression' or 'classification', got {geometry!r}")
         if order_head not in ("pairwise", "concat"):
             raise ValueError(f"order_head must be 'pairwise' or 'concat', got {order_head!r}")
+        if order_projection and order_head != "pairwise":
+            raise ValueError(f"order_projection applies to the pairwise order head, got order_head={order_head!r}")
         if num_frames < 3:
             raise ValueError(f"order prediction needs num_frames >= 3, got {num_frames}")
         self.mode = mode
@@ -114,10 +122,14 @@ class OrderGeometry(PretrainModule):
                 f"and geometry_key={self.geometry_key!r} differ"
             )
 
+        if order_projection and not self.frame_wise:
+            raise ValueError("order_projection applies to a frame backbone's pairwise order head; "
+                             f"{self.hparams.backbone!r} encodes whole clips")
         features = self.backbone.num_features
         geometry_out = num_geometry_params if geometry == "regression" else num_rotation_classes
         if self.frame_wise and order_head == "pairwise":
-            self.order_head = PairwiseOrderHead(features, num_frames, head_hidden, self.num_order_classes)
+            self.order_head = PairwiseOrderHead(features, num_frames, head_hidden, self.num_order_classes,
+                                                projection_features=order_projection)
         else:
             order_in = num_frames * features if self.frame_wise else features
             self.order_head = MLPHead(order_in, head_hidden, self.num_order_classes, num_layers=head_layers)

@@ -45,6 +45,8 @@ class CVRLPipeline(ClipPipeline):
             (playback-speed augmentation, e.g. ``[1, 2, 4]``; CATE's speed encoding reads it);
             None keeps CVRL's one fixed stride.
         gap: start-gap distribution of the pair: ``"decreasing"``, ``"uniform"``, ``"increasing"``.
+        max_gap: largest start gap in frames (at ``target_fps`` when given); None: the whole
+            video (CVRL). 0 takes both views from the same frames (SimCLR's positives).
         per_frame: draw every augmentation per frame instead of per clip (ablation).
         crop_scale: range of the crop's area as a fraction of the frame's.
         crop_ratio: range of the crop's aspect ratio (width / height).
@@ -80,6 +82,7 @@ class CVRLPipeline(ClipPipeline):
         blur_sigma: tuple[float, float] = (0.1, 2.0),
         solarize_prob: tuple[float, float] = (0.0, 0.2),
         strides: Sequence[int] | None = None,
+        max_gap: int | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -92,6 +95,7 @@ class CVRLPipeline(ClipPipeline):
         self.stride = stride
         self.strides = None if strides is None else [int(s) for s in strides]
         self.gap = gap
+        self.max_gap = max_gap
         self.per_frame = per_frame
         self.set_jitter(crop_scale, crop_ratio, flip_prob, color_prob, brightness, contrast, saturation, hue,
                         grayscale_prob, gamma)
@@ -104,7 +108,8 @@ class CVRLPipeline(ClipPipeline):
 
     def sampler(self) -> PairSampler:
         return PairSampler(
-            self.num_frames, self.stride, gap=self.gap, strides=self.strides, **self.sampler_options()
+            self.num_frames, self.stride, gap=self.gap, strides=self.strides, max_gap=self.max_gap,
+            **self.sampler_options()
         )
 
     def view_steps(self, view: str, index: int) -> list[Transform]:

@@ -295,6 +295,12 @@ class PairSampler(ClipSampler):
     pair may play at different speeds (CATE's speed augmentation); each view's ``stride``
     field records its own. ``M`` is then the largest start at which both views fit.
 
+    Nearby views. With ``max_gap`` the gap is drawn from the same density over
+    ``[0, min(M, max_gap)]`` instead, so the two views stay within ``max_gap`` frames (at
+    ``target_fps`` when given) of each other; 0 gives two augmentations of the same frames
+    (SimCLR's positives). In a probe sweep, clips far apart show other anatomy: invariance
+    across them is invariance to what a plane classifier must see.
+
     Extra fields (equal in both views): ``gap_frames`` (distance between the two starts),
     ``gap_s`` (the same in seconds, NaN when the frame rate is unknown), ``swapped``,
     ``independent``.
@@ -308,10 +314,14 @@ class PairSampler(ClipSampler):
         target_fps: float | None = None,
         short_clip: ShortClipPolicy = "reduce_stride",
         strides: Sequence[int] | None = None,
+        max_gap: int | None = None,
     ):
         super().__init__(num_frames, stride, target_fps, short_clip)
         if gap not in ("decreasing", "uniform", "increasing"):
             raise ValueError(f"gap must be 'decreasing', 'uniform' or 'increasing', got {gap!r}")
+        if max_gap is not None and (int(max_gap) != max_gap or max_gap < 0):
+            raise ValueError(f"max_gap must be a non-negative integer or None, got {max_gap!r}")
+        self.max_gap = None if max_gap is None else int(max_gap)
         self.gap = gap
         if strides is not None:
             strides = tuple(_positive_int(s, "strides") for s in strides)
@@ -325,6 +335,10 @@ class PairSampler(ClipSampler):
             # no draw: a fixed-stride sampler consumes the random stream as it always has
             return [self.stride, self.stride]
         return [self.strides[int(self.R.randint(len(self.strides)))] for _ in range(2)]
+
+    def scaled_gap(self, frames: int, fps: float | None) -> int:
+        """``max_gap`` at the video's ``fps``; unlike a stride, 0 stays 0."""
+        return 0 if frames == 0 else self.scaled(frames, fps)
 
     def draw_gap(self, max_start: int) -> int:
         """A start gap in ``[0, max_start]`` from the configured distribution."""
@@ -347,7 +361,8 @@ class PairSampler(ClipSampler):
             starts = [int(self.R.randint(fit.max_start + 1)) for fit in fits]
         else:
             max_start = min(fit.max_start for fit in fits)
-            gap = self.draw_gap(max_start)
+            largest = max_start if self.max_gap is None else min(max_start, self.scaled_gap(self.max_gap, fps))
+            gap = self.draw_gap(largest)
             first = int(self.R.randint(max_start - gap + 1))
             starts = [first, first + gap]
         swapped = bool(self.R.random_sample() < 0.5)
