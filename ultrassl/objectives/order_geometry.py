@@ -106,8 +106,6 @@ class OrderGeometry(PretrainModule):
             raise ValueError(f"geometry must be 'regression' or 'classification', got {geometry!r}")
         if order_head not in ("pairwise", "concat"):
             raise ValueError(f"order_head must be 'pairwise' or 'concat', got {order_head!r}")
-        if order_projection and order_head != "pairwise":
-            raise ValueError(f"order_projection applies to the pairwise order head, got order_head={order_head!r}")
         if num_frames < 3:
             raise ValueError(f"order prediction needs num_frames >= 3, got {num_frames}")
         self.mode = mode
@@ -122,9 +120,9 @@ class OrderGeometry(PretrainModule):
                 f"and geometry_key={self.geometry_key!r} differ"
             )
 
-        if order_projection and not self.frame_wise:
-            raise ValueError("order_projection applies to a frame backbone's pairwise order head; "
-                             f"{self.hparams.backbone!r} encodes whole clips")
+        if order_projection and not (self.frame_wise and order_head == "pairwise"):
+            raise ValueError("order_projection applies to a frame backbone's pairwise order head, got "
+                             f"backbone={self.hparams.backbone!r}, order_head={order_head!r}")
         features = self.backbone.num_features
         geometry_out = num_geometry_params if geometry == "regression" else num_rotation_classes
         if self.frame_wise and order_head == "pairwise":
