@@ -65,6 +65,31 @@ def test_every_arm_has_every_seed_and_an_interval(finished):
     assert "Background" in classes and set(classes["Background"]["order_geometry"]["per_seed"]) == {"0", "1"}
 
 
+def test_each_seed_averages_its_label_draws_below_100_percent(finished):
+    out, results, _ = finished
+    rows = {(r["protocol"], r["fraction"], r["metric"]): r for r in results["tasks"]["plane_detection"]["rows"]}
+    half, full = rows[("linear", 0.5, "macro_f1")], rows[("linear", 1.0, "macro_f1")]
+    assert half["draws"] == 2 and full["draws"] == 1 and "per_draw" not in full["arms"]["random_init"]
+    for arm in ("order_geometry", "random_init", "baseline"):
+        summary = half["arms"][arm]
+        for seed in ("0", "1"):
+            draws = summary["per_draw"][seed]
+            assert set(draws) == {"0", "1"}
+            assert summary["per_seed"][seed] == pytest.approx(sum(draws.values()) / 2)
+    ours, theirs = half["arms"]["order_geometry"]["per_draw"], half["arms"]["random_init"]["per_draw"]
+    assert half["differences"]["order_geometry"]["per_seed"] == pytest.approx(
+        {s: sum(ours[s][d] - theirs[s][d] for d in ("0", "1")) / 2 for s in ("0", "1")})
+    # each draw trains on its own subjects, written down beside the data
+    data = json.loads((out / "data" / "fetal_sweeps" / "pools.json").read_text())
+    for seed in ("0", "1"):
+        for draw in (0, 1):
+            folder = out / "runs" / "plane_detection" / "linear" / "50pct" / f"seed{seed}{'_draw1' if draw else ''}"
+            record = json.loads((folder / "random_init" / RECORD).read_text())
+            assert record["draw"] == draw
+            assert record["budget"]["train_subjects"] == data["label_draws"][seed]["50%"][draw]
+    assert "| 50% (2 draws) | macro_f1 |" in (out / "results.md").read_text()
+
+
 def test_every_arm_of_a_comparison_gets_the_same_budget_and_data(finished):
     out, results, _ = finished
     checks = [c for task in results["tasks"].values() for c in task["budgets"]]

@@ -106,3 +106,70 @@ def test_records_are_written_whole_and_folders_keep_their_settings(tmp_path):
     claim_folder(tmp_path, {"profile": {"seeds": [0, 1]}, "sim_seed": 0})
     with pytest.raises(FolderMismatchError, match=r"profile.seeds: \[0, 1\] -> \[0, 1, 2\]"):
         claim_folder(tmp_path, {"profile": {"seeds": [0, 1, 2]}, "sim_seed": 0})
+
+
+def drawn(arm: str, seed: int, draw: int, macro_f1: float | None, per_class: dict | None = None) -> dict:
+    """A record of one label draw at 20 %: its manifest (and so its budget) is the draw's own."""
+    return {**record(arm, seed, {"macro_f1": macro_f1}, manifest_sha256=f"draw{draw}"), "fraction": 0.2,
+            "draw": draw, "per_class": per_class}
+
+
+def drawn_results(records: list[dict]) -> dict:
+    profile = load_profile({**PROFILE, "tasks": {"plane_detection": {
+        **PROFILE["tasks"]["plane_detection"], "fractions": [0.2], "label_draws": 3}}})
+    return task_results(profile, profile.tasks["plane_detection"], records)
+
+
+def test_a_seed_averages_its_label_draws_and_the_difference_pairs_them():
+    pretrained = {(0, 0): 0.30, (0, 1): 0.40, (0, 2): 0.20, (1, 0): 0.35, (1, 1): 0.25, (1, 2): 0.30,
+                  (2, 0): 0.32, (2, 1): 0.28}  # seed 2 lacks draw 2
+    random = {(0, 0): 0.25, (0, 1): 0.30, (0, 2): 0.20, (1, 0): 0.30, (1, 1): 0.25, (1, 2): 0.20,
+              (2, 0): 0.20, (2, 1): 0.30, (2, 2): 0.90}
+    records = [drawn("order_geometry", s, d, v) for (s, d), v in pretrained.items()]
+    records += [drawn("random_init", s, d, v) for (s, d), v in random.items()]
+    entry = drawn_results(records)
+    row = next(r for r in entry["rows"] if r["metric"] == "macro_f1")
+    assert row["draws"] == 3
+    ours, theirs = row["arms"]["order_geometry"], row["arms"]["random_init"]
+    assert ours["per_seed"]["0"] == pytest.approx(0.30) and ours["per_seed"]["2"] == pytest.approx(0.30)
+    assert theirs["per_seed"]["2"] == pytest.approx(1.4 / 3) and ours["n"] == theirs["n"] == 3
+    assert ours["per_draw"]["1"] == {"0": 0.35, "1": 0.25, "2": 0.30}
+    # the difference of seed 2 leaves out the draw only random init has
+    difference = row["differences"]["order_geometry"]
+    assert difference["per_seed"] == pytest.approx({"0": 0.05, "1": 0.05, "2": 0.05})
+    assert difference["mean"] == pytest.approx(0.05)
+    checks = budget_checks("plane_detection", "linear", 0.2, records, ["order_geometry", "random_init"])
+    assert [(c["seed"], c["draw"]) for c in checks] == [(s, d) for s in range(3) for d in range(3)]
+    assert all(c["equal"] for c in checks)  # each draw's arms share that draw's manifest
+    from ultrassl.benchmark.report import tables
+
+    assert "| 20% (3 draws) | macro_f1 | 0.300 [0.300, 0.300] |" in "\n".join(tables({"tasks": {"plane_detection": entry}},
+                                                                    "plane_detection"))
+
+
+def test_a_draw_without_a_value_leaves_its_seed_without_one():
+    records = [drawn(arm, s, d, None if (arm, s, d) == ("random_init", 1, 2) else 0.1 + 0.01 * (s + d))
+               for arm in ("order_geometry", "random_init") for s in range(3) for d in range(3)]
+    entry = drawn_results(records)
+    assert "plane_detection / linear / 20% / macro_f1: no value for random_init, seed 1" in entry["defects"]
+    row = next(r for r in entry["rows"] if r["metric"] == "macro_f1")
+    assert row["arms"]["random_init"]["per_seed"]["1"] is None and row["arms"]["random_init"]["n"] == 2
+
+
+def test_a_collapsed_label_draw_is_named():
+    collapsed = {"Background": 0.61, "3VV": 0.0, "4CH": 0.0, "Femur": 0.0}
+    learned = {"Background": 0.7, "3VV": 0.2, "4CH": 0.0, "Femur": 0.4}
+    records = [drawn(arm, s, d, 0.1 + 0.01 * (s + d) + 0.1 * (arm == "random_init"),
+                     collapsed if (arm, s, d) == ("order_geometry", 2, 1) else learned)
+               for arm in ("order_geometry", "random_init") for s in range(3) for d in range(3)]
+    defects = drawn_results(records)["defects"]
+    assert [d for d in defects if "one class" in d] == [
+        "plane_detection / linear / 20% / order_geometry, seed 2, label draw 1: predicts one class for every "
+        "held-out sample"]
+
+
+def test_unequal_budgets_within_a_label_draw_are_a_defect():
+    records = [drawn("order_geometry", 0, d, 0.3) for d in range(2)] + [drawn("random_init", 0, d, 0.2) for d in range(2)]
+    records[3]["budget"]["max_steps"] = 99
+    defects = drawn_results(records)["defects"]
+    assert any("seed 0, label draw 1: the arms' budgets differ in max_steps" in d for d in defects)

@@ -9,7 +9,12 @@ scored on the same test subjects and a paired difference compares like with like
 
 Label fractions are drawn per seed from the labelled pool as prefixes of one permutation
 (:func:`label_subsets`), so the 5 % subjects are among the 20 % ones, which are among the
-100 %: a larger fraction only adds labels.
+100 %: a larger fraction only adds labels. A profile may ask for several label draws per
+seed (``label_draws``): draw ``d`` is the prefixes of another permutation, drawn
+independently (two draws of a small pool may coincide). Below 100 % a seed's figure then
+averages its draws, because with few labelled subjects which subjects they are moves a
+score more than anything the arms differ in. Draw 0 is the same for every profile, so a
+run with one draw is a run with more, minus the others.
 
 Manifests (:func:`write_manifests`, beside the data so that their paths stay relative and
 their SHA-256 names the data):
@@ -17,7 +22,7 @@ their SHA-256 names the data):
 * ``pretrain.csv``: the pretrain pool as ``train``; the labelled pool as ``val`` (the
   pretext metrics on subjects pretraining does not train on; the test subjects stay unseen);
 * ``labelled_<fraction>_seed<k>.csv``: the fraction's subjects as ``train``, the test
-  subjects as ``val``.
+  subjects as ``val`` (``labelled_<fraction>_seed<k>_draw<d>.csv`` for draws ``d`` >= 1).
 """
 
 from __future__ import annotations
@@ -84,12 +89,29 @@ def fraction_size(n: int, fraction: float) -> int:
 
 
 def label_subsets(labelled: Sequence[str], fractions: Sequence[float], seed: int,
-                  sim_seed: int = 0) -> dict[float, list[str]]:
-    """The labelled subjects of each fraction for one seed: prefixes of one permutation,
-    so a smaller fraction's subjects are always among a larger one's."""
+                  sim_seed: int = 0, draw: int = 0) -> dict[float, list[str]]:
+    """The labelled subjects of each fraction for one seed and label draw: prefixes of one
+    permutation, so a smaller fraction's subjects are always among a larger one's."""
+    if draw < 0:
+        raise ValueError(f"a label draw is numbered from 0, got {draw}")
     labelled = sorted(str(u) for u in labelled)
-    order = [labelled[i] for i in np.random.default_rng([int(sim_seed), int(seed), 2]).permutation(len(labelled))]
+    # draw 0 keeps the stream it had before draws existed: its subsets do not depend on the draws asked for
+    stream = [int(sim_seed), int(seed), 2] + ([int(draw)] if draw else [])
+    order = [labelled[i] for i in np.random.default_rng(stream).permutation(len(labelled))]
     return {float(f): sorted(order[: fraction_size(len(labelled), f)]) for f in fractions}
+
+
+def draws_of(n: int, fraction: float, draws: int) -> int:
+    """How many distinct label draws a fraction of ``n`` labelled subjects has room for when
+    ``draws`` are asked: one where the fraction takes every subject, else ``draws``."""
+    if draws < 1:
+        raise ValueError(f"label draws must be >= 1, got {draws}")
+    return 1 if fraction_size(n, fraction) >= n else int(draws)
+
+
+def draw_tag(draw: int) -> str:
+    """The suffix of a draw's files and folders: ``""`` for draw 0, ``"_draw<d>"`` else."""
+    return f"_draw{int(draw)}" if draw else ""
 
 
 def fraction_tag(fraction: float) -> str:
@@ -199,25 +221,37 @@ class DomainData:
     Attributes:
         pools: the subject split.
         pretrain_manifest: ``pretrain.csv`` (None when the pretrain pool is empty).
-        labelled: ``{seed: {fraction: manifest}}``.
-        subsets: ``{seed: {fraction: subjects}}``.
+        labelled: ``{seed: {fraction: [manifest of each label draw]}}``.
+        subsets: ``{seed: {fraction: [subjects of each label draw]}}``.
     """
 
     pools: PoolSplit
     pretrain_manifest: Path | None
-    labelled: dict[int, dict[float, Path]]
-    subsets: dict[int, dict[float, list[str]]]
+    labelled: dict[int, dict[float, list[Path]]]
+    subsets: dict[int, dict[float, list[list[str]]]]
+
+    def draws(self, fraction: float, wanted: int) -> int:
+        """The label draws a comparison at ``fraction`` runs when ``wanted`` are asked (see
+        :func:`draws_of`; never more than the manifests written)."""
+        written = min(len(by[float(fraction)]) for by in self.labelled.values())
+        return min(draws_of(len(self.pools.labelled), fraction, wanted), written)
 
     def record(self) -> dict[str, Any]:
-        return {"pools": self.pools.as_dict(),
-                "label_subsets": {str(seed): {fraction_text(f): s for f, s in by.items()}
-                                  for seed, by in self.subsets.items()}}
+        found: dict[str, Any] = {
+            "pools": self.pools.as_dict(),
+            "label_subsets": {str(seed): {fraction_text(f): s[0] for f, s in by.items()}
+                              for seed, by in self.subsets.items()}}
+        if any(len(s) > 1 for by in self.subsets.values() for s in by.values()):
+            found["label_draws"] = {str(seed): {fraction_text(f): s for f, s in by.items()}
+                                    for seed, by in self.subsets.items()}
+        return found
 
 
 def write_manifests(manifest: str | Path, sizes: Pools, sim_seed: int, seeds: Sequence[int],
-                    fractions: Sequence[float]) -> DomainData:
+                    fractions: Sequence[float], draws: int = 1) -> DomainData:
     """Split the subjects of ``manifest`` into pools and write the pretraining manifest and
-    one labelled manifest per (fraction, seed) beside it (see the module docstring)."""
+    one labelled manifest per (fraction, seed, label draw) beside it (see the module
+    docstring); ``draws`` label draws per seed for every fraction short of all subjects."""
     manifest = Path(manifest)
     table = read_manifest(manifest, status="ok")
     pools = split_pools(subjects_of(manifest), sizes, sim_seed)
@@ -225,11 +259,14 @@ def write_manifests(manifest: str | Path, sizes: Pools, sim_seed: int, seeds: Se
     pretrain = None
     if pools.pretrain:
         pretrain = _write_split(table, pools.pretrain, pools.labelled, folder / "pretrain.csv")
-    labelled: dict[int, dict[float, Path]] = {}
-    subsets: dict[int, dict[float, list[str]]] = {}
+    labelled: dict[int, dict[float, list[Path]]] = {}
+    subsets: dict[int, dict[float, list[list[str]]]] = {}
     for seed in seeds:
-        subsets[seed] = label_subsets(pools.labelled, fractions, seed, sim_seed)
-        labelled[seed] = {f: _write_split(table, chosen, pools.test,
-                                          folder / f"labelled_{fraction_tag(f)}_seed{seed}.csv")
-                          for f, chosen in subsets[seed].items()}
+        subsets[seed], labelled[seed] = {}, {}
+        for f in fractions:
+            for draw in range(draws_of(len(pools.labelled), f, draws)):
+                chosen = label_subsets(pools.labelled, [f], seed, sim_seed, draw)[float(f)]
+                path = folder / f"labelled_{fraction_tag(f)}_seed{seed}{draw_tag(draw)}.csv"
+                subsets[seed].setdefault(float(f), []).append(chosen)
+                labelled[seed].setdefault(float(f), []).append(_write_split(table, chosen, pools.test, path))
     return DomainData(pools, pretrain, labelled, subsets)

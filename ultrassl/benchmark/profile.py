@@ -24,6 +24,7 @@ size, pool sizes, budgets, seeds) lives in the profile, none in the code::
         domain: ultrasound
         protocols: [linear, finetune]   # or {linear: {fractions: [0.2]}, finetune: {}}
         fractions: [0.05, 0.2, 1.0]
+        label_draws: 3                  # label subsets per seed below 100 % (a protocol may set its own)
         max_steps: 100
         batch_size: 16
         ceiling: {max_steps: 1000}      # the ceiling's own budget (default: the fine-tune's)
@@ -124,12 +125,14 @@ class Objective:
 
 @dataclass(frozen=True)
 class Protocol:
-    """A training protocol of a task: the label fractions it is run at and its budget."""
+    """A training protocol of a task: the label fractions it is run at, its budget, and
+    how many label subsets it is run on per seed below 100 % (``label_draws``)."""
 
     name: str
     fractions: tuple[float, ...]
     max_steps: int
     batch_size: int
+    label_draws: int = 1
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,8 @@ class TaskPlan:
             else the fine-tune's).
         overrides: dotted settings of every arm's config.
         encoder_protocols: options of the task's encoder protocols (``{"knn": {"ks": [...]}}``).
+        label_draws: label subsets per seed below 100 % of the labels for the baseline and
+            the encoder protocols, and for every protocol that does not set its own.
     """
 
     name: str
@@ -155,6 +160,7 @@ class TaskPlan:
     batch_size: int
     overrides: dict[str, Any] = field(default_factory=dict)
     encoder_protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
+    label_draws: int = 1
 
     @property
     def fractions(self) -> tuple[float, ...]:
@@ -301,6 +307,7 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
             raise ProfileError(f"{where}: {context}: unknown domain {domain!r}")
         fractions = tuple(float(f) for f in node.get("fractions") or (1.0,))
         max_steps, batch_size = int(need(node, "max_steps", context)), int(need(node, "batch_size", context))
+        label_draws = _draws(node.get("label_draws", 1), f"{where}: {context}")
         listed = node.get("protocols") or task.default_protocols
         listed = {p: {} for p in listed} if isinstance(listed, (list, tuple)) else dict(listed)
         protocols = []
@@ -311,7 +318,9 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
             options = options or {}
             own = tuple(float(f) for f in options.get("fractions") or fractions)
             protocols.append(Protocol(protocol, own, int(options.get("max_steps", max_steps)),
-                                      int(options.get("batch_size", batch_size))))
+                                      int(options.get("batch_size", batch_size)),
+                                      _draws(options.get("label_draws", label_draws),
+                                             f"{where}: {context}: protocol {protocol!r}")))
         for protocol in protocols:
             if not protocol.fractions or any(not 0 < f <= 1 for f in protocol.fractions):
                 raise ProfileError(f"{where}: {context}: fractions must lie in (0, 1], got {list(protocol.fractions)}")
@@ -330,12 +339,20 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
             name=name, domain=domain, config=config, protocols=tuple(protocols),
             max_steps=int(ceiling.get("max_steps", finetune.max_steps if finetune else max_steps)),
             batch_size=int(ceiling.get("batch_size", finetune.batch_size if finetune else batch_size)),
-            overrides=dict(node.get("overrides") or {}), encoder_protocols=encoder_protocols)
+            overrides=dict(node.get("overrides") or {}), encoder_protocols=encoder_protocols,
+            label_draws=label_draws)
 
     return Profile(name=str(raw.get("name") or (source.stem if source else "profile")), source=source, seeds=seeds,
                    arms=arms, domains=domains, objectives=objectives, tasks=tasks,
                    save_models=bool(raw.get("save_models", False)), raw=json.loads(json.dumps(raw)),
                    config_files=tuple(sorted({o.config for o in objectives.values()} | {t.config for t in tasks.values()})))
+
+
+def _draws(value: Any, where: str) -> int:
+    """A ``label_draws`` setting: a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ProfileError(f"{where}: label_draws must be a whole number >= 1, got {value!r}")
+    return value
 
 
 def _int_or_none(value: Any) -> int | None:

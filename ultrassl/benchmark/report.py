@@ -9,12 +9,16 @@ platform, Python, torch, GPU), ``wall_seconds`` (per kind of unit, summed over t
 ``data`` (per domain the pools and each seed's label subsets), ``pretraining`` (per objective
 and seed: steps, budget, held-out pretext metrics, checkpoint), and per task:
 
-* ``rows``: one per (protocol, fraction, metric) with, per arm, ``per_seed`` values and
-  ``mean``, ``low``, ``high``, ``n`` (95 % t-interval, :mod:`ultrassl.benchmark.stats`), and
-  ``differences``: per objective, the paired difference objective - random init with its
-  interval and ``excludes_zero``;
+* ``rows``: one per (protocol, fraction, metric) with ``draws`` (label draws per seed) and,
+  per arm, ``per_seed`` values and ``mean``, ``low``, ``high``, ``n`` (95 % t-interval,
+  :mod:`ultrassl.benchmark.stats`), and ``differences``: per objective, the paired difference
+  objective - random init with its interval and ``excludes_zero``. With several label draws
+  a seed's value is the mean over its draws (``per_draw`` keeps each), and a difference
+  pairs the draws both arms have before it pairs the seeds: the seed stays the unit the
+  interval counts, the draws only make each seed's value less dependent on which subjects
+  were labelled;
 * ``per_class``: the same summaries of the per-class F1 (classification tasks);
-* ``budgets``: per (protocol, fraction, seed) each arm's budget and whether they are equal;
+* ``budgets``: per (protocol, fraction, seed, draw) each arm's budget and whether they are equal;
 
 and ``defects``: every comparison whose arms had unequal budgets, and every metric that is
 missing (None/NaN) for some arm or identical across every arm and seed of a task's protocol.
@@ -79,15 +83,42 @@ def arm_order(profile: Profile, domain: str) -> list[str]:
     return names
 
 
-def summary(per_seed: Mapping[int, float | None]) -> dict[str, Any]:
-    return {"per_seed": {str(s): v for s, v in sorted(per_seed.items())}, **mean_interval(per_seed.values()).as_dict()}
+#: ``{seed: {label draw: value}}``: one arm's values in one comparison
+Draws = Mapping[int, Mapping[int, Any]]
 
 
-def difference(arm: Mapping[int, float | None], reference: Mapping[int, float | None],
-               higher_is_better: bool) -> dict[str, Any]:
-    interval = paired_difference(arm, reference)
-    per_seed = {str(s): float(arm[s]) - float(reference[s]) if len(finite([arm[s], reference[s]])) == 2 else None
-                for s in sorted(s for s in arm if s in reference)}
+def draw_mean(values: Mapping[int, float | None]) -> float | None:
+    """A seed's value: the mean over its label draws; None where a draw has no value (a
+    missing value stays visible instead of being averaged away)."""
+    kept = finite(values.values())
+    return sum(kept) / len(kept) if kept and len(kept) == len(values) else None
+
+
+def summary(per_draw: Draws) -> dict[str, Any]:
+    """Mean and interval over the seeds of each seed's mean over its draws."""
+    per_seed = {s: draw_mean(v) for s, v in sorted(per_draw.items())}
+    found = {"per_seed": {str(s): v for s, v in per_seed.items()}, **mean_interval(per_seed.values()).as_dict()}
+    if any(len(v) > 1 for v in per_draw.values()):
+        found["per_draw"] = {str(s): {str(d): x for d, x in sorted(v.items())} for s, v in sorted(per_draw.items())}
+    return found
+
+
+def paired_by_draw(arm: Draws, reference: Draws) -> tuple[dict[int, float], dict[int, float]]:
+    """Per seed, both arms' means over the draws where both have a value."""
+    mine, theirs = {}, {}
+    for seed in arm:
+        common = [d for d in arm[seed] if d in reference.get(seed, {})
+                  and len(finite([arm[seed][d], reference[seed][d]])) == 2]
+        if common:
+            mine[seed] = sum(float(arm[seed][d]) for d in common) / len(common)
+            theirs[seed] = sum(float(reference[seed][d]) for d in common) / len(common)
+    return mine, theirs
+
+
+def difference(arm: Draws, reference: Draws, higher_is_better: bool) -> dict[str, Any]:
+    mine, theirs = paired_by_draw(arm, reference)
+    interval = paired_difference(mine, theirs)
+    per_seed = {str(s): mine[s] - theirs[s] if s in mine else None for s in sorted(s for s in arm if s in reference)}
     verdict = "within noise"
     if interval.excludes(0.0):
         verdict = "better" if (interval.mean > 0) == higher_is_better else "worse"
@@ -148,9 +179,9 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
     fractions = {p.name: list(p.fractions) for p in plan.protocols}
     fractions.update({p: list(plan.fractions) for p in task.encoder_protocols})
 
-    def values(protocol: str, fraction: float, arm: str, key: str = "metrics") -> dict[int, dict[str, Any]]:
-        """``{seed: metrics}`` of one arm in one comparison (the ceiling and the baseline stand
-        beside every fraction's arms: the ceiling's labels are all of them)."""
+    def values(protocol: str, fraction: float, arm: str, key: str = "metrics") -> dict[int, dict[int, Any]]:
+        """``{seed: {label draw: metrics}}`` of one arm in one comparison (the ceiling and the
+        baseline stand beside every fraction's arms: the ceiling's labels are all of them)."""
         found = {}
         for r in records:
             if r["arm"] != arm:
@@ -162,33 +193,40 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
             else:
                 match = r.get("protocol") == protocol and r["fraction"] == fraction
             if match and r.get(key) is not None:
-                found[int(r["seed"])] = r[key]
+                found.setdefault(int(r["seed"]), {})[int(r.get("draw", 0))] = r[key]
         return found
 
     rows, per_class, budgets, defects = [], [], [], []
     for protocol in protocols:
         for fraction in fractions[protocol]:
             by_arm = {arm: values(protocol, fraction, arm) for arm in arms}
-            metric_names = list(dict.fromkeys(m for arm in arms for seed in by_arm[arm].values() for m in seed))
+            metric_names = list(dict.fromkeys(m for arm in arms for seed in by_arm[arm].values()
+                                              for draw in seed.values() for m in draw))
+            draws = max([len(seed) for arm in arms for seed in by_arm[arm].values()] or [1])
             for metric in metric_names:
                 higher = task.higher_is_better(metric)
-                per_arm = {arm: {s: m.get(metric) for s, m in by_arm[arm].items() if metric in m} for arm in arms}
+                per_arm = {arm: {s: {d: m.get(metric) for d, m in by_draw.items() if metric in m}
+                                 for s, by_draw in by_arm[arm].items()} for arm in arms}
+                per_arm = {arm: {s: v for s, v in by_seed.items() if v} for arm, by_seed in per_arm.items()}
                 row = {"protocol": protocol, "fraction": fraction, "metric": metric, "higher_is_better": higher,
-                       "arms": {arm: summary(v) for arm, v in per_arm.items() if v}, "differences": {}}
+                       "draws": draws, "arms": {arm: summary(v) for arm, v in per_arm.items() if v},
+                       "differences": {}}
                 if per_arm.get(RANDOM):
                     for name in objectives:
                         if per_arm.get(name):
                             row["differences"][name] = difference(per_arm[name], per_arm[RANDOM], higher)
                 rows.append(row)
             classes = {arm: values(protocol, fraction, arm, "per_class") for arm in arms}
-            names = list(dict.fromkeys(c for arm in arms for seed in classes[arm].values() for c in seed))
+            names = list(dict.fromkeys(c for arm in arms for seed in classes[arm].values()
+                                       for draw in seed.values() for c in draw))
             if names:
                 per_class.append({"protocol": protocol, "fraction": fraction, "metric": "F1", "classes": {
-                    c: {arm: summary({s: v.get(c) for s, v in classes[arm].items()}) for arm in arms if classes[arm]}
+                    c: {arm: summary({s: {d: v.get(c) for d, v in by_draw.items()}
+                                      for s, by_draw in classes[arm].items()}) for arm in arms if classes[arm]}
                     for c in names}})
             budgets += budget_checks(plan.name, protocol, fraction, records, objectives + [RANDOM])
-    defects += [f"{plan.name} / {b['protocol']} / {fraction_text(b['fraction'])} / seed {b['seed']}: the arms' "
-                f"budgets differ in {', '.join(b['differs_in'])}" for b in budgets if not b["equal"]]
+    defects += [f"{plan.name} / {b['protocol']} / {fraction_text(b['fraction'])} / {_run_text(b['seed'], b['draw'])}: "
+                f"the arms' budgets differ in {', '.join(b['differs_in'])}" for b in budgets if not b["equal"]]
     collapsed = collapsed_runs(per_class)
     defects += metric_defects(plan.name, rows, [a for a in arms if a != BASELINE], collapsed)
     defects += collapse_defects(plan.name, collapsed)
@@ -199,17 +237,21 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
 
 def budget_checks(task: str, protocol: str, fraction: float, records: Iterable[Mapping[str, Any]],
                   arms: Sequence[str]) -> list[dict[str, Any]]:
-    """Per seed: the budgets of the arms of one comparison and whether they agree."""
-    by_seed: dict[int, dict[str, Any]] = {}
+    """Per seed and label draw: the budgets of the arms of one comparison and whether they agree."""
+    by_run: dict[tuple[int, int], dict[str, Any]] = {}
     for r in records:
         if r.get("protocol") == protocol and r.get("fraction") == fraction and r["arm"] in arms and r.get("budget"):
-            by_seed.setdefault(int(r["seed"]), {})[r["arm"]] = r["budget"]
+            by_run.setdefault((int(r["seed"]), int(r.get("draw", 0))), {})[r["arm"]] = r["budget"]
     checks = []
-    for seed, budgets in sorted(by_seed.items()):
+    for (seed, draw), budgets in sorted(by_run.items()):
         differs = [k for k in BUDGET_KEYS if len({json.dumps(b.get(k)) for b in budgets.values()}) > 1]
-        checks.append({"protocol": protocol, "fraction": fraction, "seed": seed, "equal": not differs,
+        checks.append({"protocol": protocol, "fraction": fraction, "seed": seed, "draw": draw, "equal": not differs,
                        "differs_in": differs, "arms": budgets})
     return checks
+
+
+def _run_text(seed: Any, draw: Any = 0) -> str:
+    return f"seed {seed}" + (f", label draw {draw}" if int(draw) else "")
 
 
 def metric_defects(task: str, rows: Iterable[Mapping[str, Any]], arms: Sequence[str],
@@ -218,9 +260,10 @@ def metric_defects(task: str, rows: Iterable[Mapping[str, Any]], arms: Sequence[
     every arm, seed and fraction of a protocol (a metric that does not depend on the model).
 
     The second check passes over a metric whose every run is in ``collapsed`` ((protocol,
-    fraction, arm, seed), :func:`collapsed_runs`): models that each predict one class for a
-    balanced test set all score 1/K, which :func:`collapse_defects` reports as what it is."""
+    fraction, arm, seed, draw), :func:`collapsed_runs`): models that each predict one class for
+    a balanced test set all score 1/K, which :func:`collapse_defects` reports as what it is."""
     defects = []
+    collapsed_seeds = {run[:4] for run in collapsed}
     pooled: dict[tuple[str, str], list[Any]] = {}
     learned: set[tuple[str, str]] = set()  # metrics with at least one run that did not collapse
     for row in rows:
@@ -231,7 +274,7 @@ def metric_defects(task: str, rows: Iterable[Mapping[str, Any]], arms: Sequence[
             for seed, value in summary_["per_seed"].items():
                 key = (row["protocol"], row["metric"])
                 pooled.setdefault(key, []).append(value)
-                if (row["protocol"], row["fraction"], arm, str(seed)) not in collapsed:
+                if (row["protocol"], row["fraction"], arm, str(seed)) not in collapsed_seeds:
                     learned.add(key)
                 if value is None or not math.isfinite(float(value)):
                     defects.append(f"{task} / {row['protocol']} / {fraction_text(row['fraction'])} / "
@@ -245,27 +288,30 @@ def metric_defects(task: str, rows: Iterable[Mapping[str, Any]], arms: Sequence[
 
 
 # ---------------------------------------------------------------------------- text
-def collapsed_runs(per_class: Iterable[Mapping[str, Any]]) -> list[tuple[str, float, str, str]]:
-    """(protocol, fraction, arm, seed) of the runs that predict a single class for every
-    held-out sample (every other class's F1 is 0): a collapsed model or degenerate features."""
+def collapsed_runs(per_class: Iterable[Mapping[str, Any]]) -> list[tuple[str, float, str, str, str]]:
+    """(protocol, fraction, arm, seed, label draw) of the runs that predict a single class for
+    every held-out sample (every other class's F1 is 0): a collapsed model or degenerate features."""
     runs = []
     for entry in per_class:
-        by_arm_seed: dict[tuple[str, Any], list[float]] = {}
+        by_run: dict[tuple[str, str, str], list[float]] = {}
         for by_arm in entry["classes"].values():
             for arm, summary_ in by_arm.items():
-                for seed, value in (summary_ or {}).get("per_seed", {}).items():
-                    if value is not None and math.isfinite(float(value)):
-                        by_arm_seed.setdefault((arm, seed), []).append(float(value))
-        for (arm, seed), scores in sorted(by_arm_seed.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+                summary_ = summary_ or {}
+                per_draw = summary_.get("per_draw") or {s: {"0": v} for s, v in summary_.get("per_seed", {}).items()}
+                for seed, draws in per_draw.items():
+                    for draw, value in draws.items():
+                        if value is not None and math.isfinite(float(value)):
+                            by_run.setdefault((arm, str(seed), str(draw)), []).append(float(value))
+        for (arm, seed, draw), scores in sorted(by_run.items()):
             if len(scores) > 2 and sum(v > 0 for v in scores) <= 1:
-                runs.append((entry["protocol"], entry["fraction"], arm, str(seed)))
+                runs.append((entry["protocol"], entry["fraction"], arm, seed, draw))
     return runs
 
 
-def collapse_defects(task: str, collapsed: Iterable[tuple[str, float, str, str]]) -> list[str]:
+def collapse_defects(task: str, collapsed: Iterable[tuple[str, float, str, str, str]]) -> list[str]:
     """The runs of :func:`collapsed_runs` as defects: not results to compare."""
-    return [f"{task} / {protocol} / {fraction_text(fraction)} / {arm}, seed {seed}: predicts one class for every "
-            "held-out sample" for protocol, fraction, arm, seed in collapsed]
+    return [f"{task} / {protocol} / {fraction_text(fraction)} / {arm}, {_run_text(seed, draw)}: predicts one class "
+            "for every held-out sample" for protocol, fraction, arm, seed, draw in collapsed]
 
 
 def interval_text(entry: Mapping[str, Any] | Interval | None, signed: bool = False, digits: int = 3) -> str:
@@ -280,6 +326,13 @@ def interval_text(entry: Mapping[str, Any] | Interval | None, signed: bool = Fal
     if get("low") is None:
         return form.format(mean)
     return f"{form.format(mean)} [{form.format(get('low'))}, {form.format(get('high'))}]"
+
+
+def labels_text(row: Mapping[str, Any]) -> str:
+    """The labels cell of a table row: ``20%``, or ``20% (3 draws)`` where each seed's value
+    averages several label draws."""
+    draws = int(row.get("draws", 1))
+    return fraction_text(row["fraction"]) + (f" ({draws} draws)" if draws > 1 else "")
 
 
 def arm_title(arm: str, baseline_name: str | None = None) -> str:
@@ -309,7 +362,7 @@ def tables(results: Mapping[str, Any], task: str, baseline_name: str | None = No
                   "| --- | --- |" + " ---: |" * len(arms)]
         for row in rows:
             arrow = "" if row["higher_is_better"] else " (lower is better)"
-            lines.append(f"| {fraction_text(row['fraction'])} | {row['metric']}{arrow} | "
+            lines.append(f"| {labels_text(row)} | {row['metric']}{arrow} | "
                          + " | ".join(interval_text(row["arms"].get(a)) for a in arms) + " |")
         compared = [o for o in entry["objectives"] if any(o in r["differences"] for r in rows)]
         if compared:
@@ -321,7 +374,7 @@ def tables(results: Mapping[str, Any], task: str, baseline_name: str | None = No
                     d = row["differences"].get(name)
                     text = interval_text(d, signed=True)
                     cells.append(f"**{text}**" if d and d["excludes_zero"] else text)
-                lines.append(f"| {fraction_text(row['fraction'])} | {row['metric']} | " + " | ".join(cells) + " |")
+                lines.append(f"| {labels_text(row)} | {row['metric']} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
 
@@ -341,7 +394,9 @@ def format_markdown(results: Mapping[str, Any], baseline_names: Mapping[str, str
              "subjects and the seed; only the encoder's start differs. A difference table gives, per objective, "
              "the paired difference objective − random init (seed by seed) with its interval; **bold**: the "
              "interval excludes 0, so the difference is larger than the seeds' spread explains. For metrics "
-             "where lower is better a negative difference is the improvement.", ""]
+             "where lower is better a negative difference is the improvement. Where a row says `(k draws)`, "
+             "every seed was run on k subsets of the labelled subjects and its value is their mean (the same "
+             "subsets for every arm); the interval still counts seeds.", ""]
     if results["defects"]:
         lines += ["## Defects", "", *[f"- {d}" for d in results["defects"]], ""]
     else:

@@ -15,7 +15,8 @@ For each seed of the profile:
    :func:`~ultrassl.downstream.arms.train_arm` / the task's ``score`` with one budget, one
    manifest and one seed; the task's model-free baseline (``Task.baseline``) on the same
    labels; and the task's encoder protocols (kNN retrieval) for every encoder, the ceiling's
-   among them.
+   among them. Below 100 % of the labels each of these runs once per label draw of the seed
+   (the profile's ``label_draws``), every arm on the same draws.
 
 Every finished unit leaves a record (:mod:`ultrassl.benchmark.store`); a rerun skips it.
 Two units with the same resolved arm config (random init fine-tuned on 100 % of the labels
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ultrassl.benchmark.pools import DomainData, data_folder, fraction_tag, simulate_domain, write_manifests
+from ultrassl.benchmark.pools import DomainData, data_folder, draw_tag, fraction_tag, simulate_domain, write_manifests
 from ultrassl.benchmark.profile import Domain, Objective, Profile, TaskPlan
 from ultrassl.benchmark.store import claim_folder, read_json, write_json
 from ultrassl.data.manifest import manifest_hash
@@ -112,9 +113,11 @@ class Runner:
         for name in self.profile.used_domains():
             domain = self.profile.domains[name]
             manifest = simulate_domain(domain, self.data_folder(name), self.sim_seed, self.log)
-            fractions = sorted({f for t in self.profile.tasks.values() if t.domain == name for f in t.fractions}
-                               | {1.0})
-            self.data[name] = write_manifests(manifest, domain.pools, self.sim_seed, self.profile.seeds, fractions)
+            plans = [t for t in self.profile.tasks.values() if t.domain == name]
+            fractions = sorted({f for t in plans for f in t.fractions} | {1.0})
+            draws = max([t.label_draws for t in plans] + [p.label_draws for t in plans for p in t.protocols])
+            self.data[name] = write_manifests(manifest, domain.pools, self.sim_seed, self.profile.seeds, fractions,
+                                              draws)
             write_json(self.data_folder(name) / "pools.json", self.data[name].record())
             pools = self.data[name].pools
             self.log(f"      {name}: {len(pools.pretrain)} pretraining, {len(pools.labelled)} labelled and "
@@ -210,16 +213,17 @@ class Runner:
         return RandomEncoder(domain.backbone["name"], domain.backbone["kwargs"], domain.in_channels, seed=seed)
 
     def arm_cfg(self, plan: TaskPlan, encoder: EncoderSpec, protocol: str, seed: int, fraction: float,
-                max_steps: int | None, batch_size: int) -> dict[str, Any]:
+                max_steps: int | None, batch_size: int, draw: int = 0) -> dict[str, Any]:
         """The config of one arm: the task config, the encoder, the labelled manifest of the
-        fraction and seed, the budget, the domain's input size and the profile's overrides."""
+        fraction, seed and label draw, the budget, the domain's input size and the profile's
+        overrides."""
         domain = self.profile.domains[plan.domain]
         overrides: dict[str, Any] = {"data.init_args.split_column": "split", "data.init_args.train_split": "train",
                                      "data.init_args.val_split": "val"}
         if domain.size is not None:
             overrides["data.init_args.pipeline.init_args.size"] = domain.size
         overrides.update(plan.overrides)
-        manifest = self.data[plan.domain].labelled[seed][fraction]
+        manifest = self.data[plan.domain].labelled[seed][fraction][draw]
         return arm_config(load_config(plan.config), encoder, protocol, seed=seed, manifest=manifest,
                           max_steps=max_steps, batch_size=batch_size, overrides=overrides)
 
@@ -243,32 +247,38 @@ class Runner:
             supervised = self.train_and_score(task, cfg, root / SUPERVISED / f"seed{seed}",
                                               {"task": plan.name, "protocol": "finetune", "fraction": 1.0,
                                                "seed": seed, "arm": SUPERVISED}, save_model=True)
+        data = self.data[plan.domain]
         for protocol in plan.protocols:
             for fraction in protocol.fractions:
-                for name, encoder in encoders.items():
-                    cfg = self.arm_cfg(plan, encoder, protocol.name, seed, fraction, protocol.max_steps,
-                                       protocol.batch_size)
-                    self.train_and_score(task, cfg, root / protocol.name / fraction_tag(fraction) / f"seed{seed}" / name,
-                                         {"task": plan.name, "protocol": protocol.name, "fraction": fraction,
-                                          "seed": seed, "arm": name}, save_model=self.profile.save_models)
+                for draw in range(data.draws(fraction, protocol.label_draws)):
+                    for name, encoder in encoders.items():
+                        cfg = self.arm_cfg(plan, encoder, protocol.name, seed, fraction, protocol.max_steps,
+                                           protocol.batch_size, draw)
+                        self.train_and_score(task, cfg, root / protocol.name / fraction_tag(fraction)
+                                             / f"seed{seed}{draw_tag(draw)}" / name,
+                                             {"task": plan.name, "protocol": protocol.name, "fraction": fraction,
+                                              "seed": seed, "draw": draw, "arm": name},
+                                             save_model=self.profile.save_models)
+        first = plan.protocols[0]
         for fraction in plan.fractions:
-            first = plan.protocols[0]
-            if BASELINE in self.profile.arms:
-                cfg = self.arm_cfg(plan, self.random_encoder(self.profile.domains[plan.domain], seed), first.name,
-                                   seed, fraction, first.max_steps, first.batch_size)
-                self.baseline(task, cfg, root / BASELINE / fraction_tag(fraction) / f"seed{seed}",
-                              {"task": plan.name, "fraction": fraction, "seed": seed, "arm": BASELINE})
-            for protocol in task.encoder_protocols:
-                options = plan.encoder_protocols.get(protocol, {})
-                arms = dict(encoders)
-                if supervised is not None and supervised.get("model"):
-                    arms[SUPERVISED] = PretrainedEncoder(supervised["model"])
-                for name, encoder in arms.items():
-                    cfg = self.arm_cfg(plan, encoder, first.name, seed, fraction, None, first.batch_size)
-                    self.score_encoder(protocol, options, cfg,
-                                       root / protocol / fraction_tag(fraction) / f"seed{seed}" / name,
-                                       {"task": plan.name, "protocol": protocol, "fraction": fraction, "seed": seed,
-                                        "arm": name})
+            for draw in range(data.draws(fraction, plan.label_draws)):
+                where = f"seed{seed}{draw_tag(draw)}"
+                if BASELINE in self.profile.arms:
+                    cfg = self.arm_cfg(plan, self.random_encoder(self.profile.domains[plan.domain], seed), first.name,
+                                       seed, fraction, first.max_steps, first.batch_size, draw)
+                    self.baseline(task, cfg, root / BASELINE / fraction_tag(fraction) / where,
+                                  {"task": plan.name, "fraction": fraction, "seed": seed, "draw": draw,
+                                   "arm": BASELINE})
+                for protocol in task.encoder_protocols:
+                    options = plan.encoder_protocols.get(protocol, {})
+                    arms = dict(encoders)
+                    if supervised is not None and supervised.get("model"):
+                        arms[SUPERVISED] = PretrainedEncoder(supervised["model"])
+                    for name, encoder in arms.items():
+                        cfg = self.arm_cfg(plan, encoder, first.name, seed, fraction, None, first.batch_size, draw)
+                        self.score_encoder(protocol, options, cfg, root / protocol / fraction_tag(fraction) / where / name,
+                                           {"task": plan.name, "protocol": protocol, "fraction": fraction,
+                                            "seed": seed, "draw": draw, "arm": name})
 
     # ----------------------------------------------------------------- units of work
     def _digest_index(self) -> dict[str, Path]:
@@ -365,7 +375,7 @@ class Runner:
     @staticmethod
     def _name(keys: Mapping[str, Any]) -> str:
         parts = [keys["task"], keys.get("protocol"), f"{float(keys['fraction']) * 100:g}%", f"seed {keys['seed']}",
-                 keys["arm"]]
+                 f"label draw {keys['draw']}" if keys.get("draw") else None, keys["arm"]]
         return " / ".join(str(p) for p in parts if p is not None)
 
 
