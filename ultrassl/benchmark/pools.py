@@ -231,10 +231,9 @@ class DomainData:
     subsets: dict[int, dict[float, list[list[str]]]]
 
     def draws(self, fraction: float, wanted: int) -> int:
-        """The label draws a comparison at ``fraction`` runs when ``wanted`` are asked (see
-        :func:`draws_of`; never more than the manifests written)."""
-        written = min(len(by[float(fraction)]) for by in self.labelled.values())
-        return min(draws_of(len(self.pools.labelled), fraction, wanted), written)
+        """The label draws a comparison at ``fraction`` runs when ``wanted`` are asked: the
+        manifests written hold :func:`draws_of` for the most draws any task asked, so never more."""
+        return min([int(wanted), *(len(by[float(fraction)]) for by in self.labelled.values())])
 
     def record(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -252,6 +251,8 @@ def write_manifests(manifest: str | Path, sizes: Pools, sim_seed: int, seeds: Se
     """Split the subjects of ``manifest`` into pools and write the pretraining manifest and
     one labelled manifest per (fraction, seed, label draw) beside it (see the module
     docstring); ``draws`` label draws per seed for every fraction short of all subjects."""
+    if draws < 1:
+        raise ValueError(f"label draws must be >= 1, got {draws}")
     manifest = Path(manifest)
     table = read_manifest(manifest, status="ok")
     pools = split_pools(subjects_of(manifest), sizes, sim_seed)
@@ -263,10 +264,10 @@ def write_manifests(manifest: str | Path, sizes: Pools, sim_seed: int, seeds: Se
     subsets: dict[int, dict[float, list[list[str]]]] = {}
     for seed in seeds:
         subsets[seed], labelled[seed] = {}, {}
-        for f in fractions:
-            for draw in range(draws_of(len(pools.labelled), f, draws)):
-                chosen = label_subsets(pools.labelled, [f], seed, sim_seed, draw)[float(f)]
+        for draw in range(draws):
+            room = [f for f in fractions if draw < draws_of(len(pools.labelled), f, draws)]
+            for f, chosen in label_subsets(pools.labelled, room, seed, sim_seed, draw).items():
                 path = folder / f"labelled_{fraction_tag(f)}_seed{seed}{draw_tag(draw)}.csv"
-                subsets[seed].setdefault(float(f), []).append(chosen)
-                labelled[seed].setdefault(float(f), []).append(_write_split(table, chosen, pools.test, path))
+                subsets[seed].setdefault(f, []).append(chosen)
+                labelled[seed].setdefault(f, []).append(_write_split(table, chosen, pools.test, path))
     return DomainData(pools, pretrain, labelled, subsets)

@@ -255,7 +255,7 @@ def _run_text(seed: Any, draw: Any = 0) -> str:
 
 
 def metric_defects(task: str, rows: Iterable[Mapping[str, Any]], arms: Sequence[str],
-                   collapsed: Collection[tuple[str, float, str, str]] = ()) -> list[str]:
+                   collapsed: Collection[tuple[str, float, str, str, str]] = ()) -> list[str]:
     """Metrics that cannot be right: missing (None/NaN) for an arm and seed, or one value for
     every arm, seed and fraction of a protocol (a metric that does not depend on the model).
 

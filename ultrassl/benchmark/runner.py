@@ -260,6 +260,9 @@ class Runner:
                                               "seed": seed, "draw": draw, "arm": name},
                                              save_model=self.profile.save_models)
         first = plan.protocols[0]
+        scored = dict(encoders)  # the encoder protocols score the ceiling's encoder too
+        if supervised is not None and supervised.get("model"):
+            scored[SUPERVISED] = PretrainedEncoder(supervised["model"])
         for fraction in plan.fractions:
             for draw in range(data.draws(fraction, plan.label_draws)):
                 where = f"seed{seed}{draw_tag(draw)}"
@@ -271,10 +274,7 @@ class Runner:
                                    "arm": BASELINE})
                 for protocol in task.encoder_protocols:
                     options = plan.encoder_protocols.get(protocol, {})
-                    arms = dict(encoders)
-                    if supervised is not None and supervised.get("model"):
-                        arms[SUPERVISED] = PretrainedEncoder(supervised["model"])
-                    for name, encoder in arms.items():
+                    for name, encoder in scored.items():
                         cfg = self.arm_cfg(plan, encoder, first.name, seed, fraction, None, first.batch_size, draw)
                         self.score_encoder(protocol, options, cfg, root / protocol / fraction_tag(fraction) / where / name,
                                            {"task": plan.name, "protocol": protocol, "fraction": fraction,
