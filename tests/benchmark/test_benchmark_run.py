@@ -90,6 +90,23 @@ def test_each_seed_averages_its_label_draws_below_100_percent(finished):
     assert "| 50% (2 draws) | macro_f1 |" in (out / "results.md").read_text()
 
 
+def test_a_baseline_is_computed_once_for_each_set_of_labelled_subjects(finished):
+    out, _, _ = finished
+    runs = out / "runs"
+    for task, fraction in (("plane_detection", "100pct"), ("saliency", "100pct"), ("action_recognition", "100pct")):
+        first, second = (json.loads((runs / task / "baseline" / fraction / f"seed{s}" / RECORD).read_text())
+                         for s in (0, 1))
+        # every labelled subject in both seeds: the second seed's baseline is the first's
+        assert first["budget"]["train_subjects"] == second["budget"]["train_subjects"]
+        assert "same_as" not in first and second["same_as"] == {"seed": 0, "draw": 0}
+        assert second["metrics"] == first["metrics"] and second["seed"] == 1 and second["budget"]["seed"] == 1
+    # at 50 % each seed and draw labels other subjects: each is computed
+    half = [json.loads(p.read_text()) for p in sorted((runs / "plane_detection" / "baseline" / "50pct").glob("*/" + RECORD))]
+    assert len(half) == 4 and not [r for r in half if "same_as" in r and r["budget"]["train_subjects"]
+                                   != next(h for h in half if h["seed"] == r["same_as"]["seed"]
+                                           and h["draw"] == r["same_as"]["draw"])["budget"]["train_subjects"]]
+
+
 def test_every_arm_of_a_comparison_gets_the_same_budget_and_data(finished):
     out, results, _ = finished
     checks = [c for task in results["tasks"].values() for c in task["budgets"]]

@@ -115,6 +115,22 @@ def test_cine_loop_predictions_match_per_frame_forward_passes(backbone):
     assert torch.allclose(out["probabilities"][t], torch.softmax(expected, dim=1)[0], atol=1e-6)
 
 
+@pytest.mark.parametrize("backbone", [SONONET, TINY3D])
+def test_predictions_of_chosen_frames_are_those_of_the_whole_loop(backbone):
+    torch.manual_seed(0)
+    model = PlaneDetection(init="random", class_names=CLASSES, **backbone)
+    loop = torch.rand(1, 7, 32, 32)
+    whole = predict_cine_loop(model, loop, clip_frames=3, batch_size=4, with_cams=True)
+    plain = predict_cine_loop(model, loop, clip_frames=3, batch_size=4)
+    torch.testing.assert_close(plain["probabilities"], whole["probabilities"])  # one pass or two, same logits
+    chosen = predict_cine_loop(model, loop, clip_frames=3, with_cams=True, frames=[6, 0, 3])
+    torch.testing.assert_close(chosen["probabilities"], whole["probabilities"][[6, 0, 3]])
+    torch.testing.assert_close(chosen["cams"], whole["cams"][[6, 0, 3]])
+    for bad in ([], [7], [-1]):
+        with pytest.raises(ValueError, match="frames"):
+            predict_cine_loop(model, loop, clip_frames=3, frames=bad)
+
+
 def test_best_frames_pick_the_most_confident_predicted_frame_per_plane():
     probabilities = torch.tensor([
         [0.9, 0.05, 0.05],

@@ -86,3 +86,24 @@ def test_a_worker_starts_with_an_empty_cache_of_the_same_size(tmp_path):
     cache.read(path, [0])
     copy = pickle.loads(pickle.dumps(cache))
     assert copy.max_bytes == cache.max_bytes and len(copy) == 0 and copy.bytes == 0
+
+
+def test_the_loaders_of_a_process_share_one_cache_as_large_as_the_largest_budget(tmp_path):
+    from ultrassl.io.cache import shared_loop_cache
+    from ultrassl.transforms.io import LoadClipd
+
+    path = tmp_path / "loop.mha"
+    _loop(path)
+    small, large = LoadClipd(loop_cache_mb=1), LoadClipd(loop_cache_mb=3)
+    assert small.cache is large.cache is shared_loop_cache(0)
+    assert small.cache.max_bytes >= 3 * 2**20
+    small.cache.clear()
+    item = {"path": str(path), "clip_frame_indices": [0, 5]}
+    first, second = small(item), large(item)  # the second loader's read is served from memory
+    np.testing.assert_array_equal(first["clip"], second["clip"])
+    assert (small.cache.misses, small.cache.hits) == (1, 1)
+    assert LoadClipd(loop_cache_mb=0).cache is None
+    copy = pickle.loads(pickle.dumps(large))  # a spawned worker: the budget, not the loops
+    assert copy.loop_cache_bytes == 3 * 2**20
+    with pytest.raises(ValueError, match="max_bytes"):
+        shared_loop_cache(-1)

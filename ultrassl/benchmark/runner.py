@@ -63,6 +63,20 @@ def config_digest(cfg: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(plain(cfg), sort_keys=True).encode()).hexdigest()
 
 
+def baseline_digest(cfg: Mapping[str, Any]) -> str:
+    """SHA-256 of what a model-free baseline depends on: the arm config without its seeds and
+    encoder, and the bytes of its labelled manifest instead of the manifest's path. A task's
+    baseline is a function of its data and config (:meth:`ultrassl.downstream.task.Task.baseline`),
+    so equal digests give equal baselines whatever the seed."""
+    reduced = json.loads(json.dumps(plain(cfg)))
+    reduced.pop("seed_everything", None)
+    data = reduced.get("data", {}).get("init_args", {})
+    data.pop("seed", None)
+    data["manifest"] = manifest_hash(data["manifest"])
+    (reduced.get("model", {}).get("init_args") or {}).pop("encoder", None)
+    return hashlib.sha256(json.dumps(reduced, sort_keys=True).encode()).hexdigest()
+
+
 def _quiet(_: str) -> None:
     pass
 
@@ -91,6 +105,9 @@ class Runner:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         self._digests: dict[str, Path] | None = None
+        # the baselines computed in this run by baseline_digest: at 100 % of the labels every
+        # seed trains on the same subjects, and its baseline need not be computed again
+        self._baselines: dict[str, tuple[dict[str, Any], Mapping[str, Any]]] = {}
 
     # ----------------------------------------------------------------- the whole run
     def run(self, on_seed_done: Callable[[Runner], None] | None = None) -> None:
@@ -337,12 +354,18 @@ class Runner:
             return done
         started = time.perf_counter()
         arm = build_arm(cfg)
-        reference = task.baseline(arm.datamodule, arm.config)
+        digest = baseline_digest(cfg)
+        reference, computed_for = self._baselines.get(digest, (None, None))
         if reference is None:
-            return None
+            reference, computed_for = task.baseline(arm.datamodule, arm.config), None
+            if reference is None:
+                return None
+            self._baselines[digest] = (reference, {k: keys[k] for k in ("seed", "draw") if k in keys})
         record = {"kind": "baseline", **keys, "name": reference["name"], "metrics": reference["metrics"],
                   "per_class": task.class_scores(reference), "budget": budget_of(cfg, arm.datamodule, 0),
                   "seconds": time.perf_counter() - started}
+        if computed_for is not None:
+            record["same_as"] = computed_for  # same labelled subjects and config: the same baseline
         write_json(folder / RECORD, record)
         self.trained += 1
         self.log(f"      {self._name(keys)} ({reference['name']}): "

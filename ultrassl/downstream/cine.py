@@ -34,8 +34,9 @@ def predict_cine_loop(
     batch_size: int = 32,
     with_cams: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    frames: Sequence[int] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Class probabilities for every frame of a cine loop.
+    """Class probabilities for every frame of a cine loop (or for ``frames`` of it).
 
     Args:
         model: a trained :class:`PlaneDetection` (put in eval mode here, restored after).
@@ -44,6 +45,8 @@ def predict_cine_loop(
         batch_size: frames per forward pass.
         with_cams: also return the class-activation maps of the predicted class.
         progress: called with ``(frames done, frames)`` after every batch.
+        frames: predict only these frames (each still sees its window of the whole loop);
+            the outputs then have ``len(frames)`` rows, in this order.
 
     Returns:
         ``{"probabilities": (N, K), "predicted": (N,) int64}`` and, with ``with_cams``,
@@ -59,14 +62,19 @@ def predict_cine_loop(
     model.eval()
     try:
         windows = window_indices(loop.shape[1], int(clip_frames))
+        if frames is not None:
+            chosen = torch.as_tensor(list(frames), dtype=torch.long)
+            if chosen.numel() == 0 or int(chosen.min()) < 0 or int(chosen.max()) >= len(windows):
+                raise ValueError(f"frames must be a non-empty list of indices in [0, {len(windows)}), "
+                                 f"got {list(frames)}")
+            windows = windows[chosen]
         probabilities, cams = [], []
         device = next(model.parameters()).device
         for start in range(0, len(windows), batch_size):
             index = windows[start : start + batch_size]
             clips = loop[:, index].permute(1, 0, 2, 3, 4).to(device)  # (b, C, T, H, W)
             if with_cams:
-                maps = model.class_activation_maps(clips)
-                logits = model(clips)
+                logits, maps = model.logits_and_cams(clips)
                 predicted = logits.argmax(dim=1)
                 cams.append(maps[torch.arange(len(predicted)), predicted].cpu())
             else:

@@ -112,12 +112,18 @@ class PlaneDetection(DownstreamModule):
         """Class-activation maps ``(B, K, H, W)`` (``upsample``: bilinear to the input size;
         else at the feature map's ``(h, w)``). The spatial mean of map k over the feature
         map equals the logit of class k (the probe's input standardisation folded in)."""
+        return self.logits_and_cams(x, upsample)[1]
+
+    def logits_and_cams(self, x: torch.Tensor, upsample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits (B, K), maps (B, K, H, W))`` from one pass of the encoder: the logits of
+        :meth:`forward` and the maps of :meth:`class_activation_maps`."""
         feature_map = self.frame_feature_map(x)
+        logits = self.head(self.dropout(feature_map.flatten(2).mean(dim=-1)))
         weight, bias = self.classifier_weights()
         maps = torch.einsum("kf,bfhw->bkhw", weight, feature_map) + bias[None, :, None, None]
         if upsample:
             maps = F.interpolate(maps, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
-        return maps
+        return logits, maps
 
     def classifier_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(W (K, F), b (K,))`` with ``logits = W @ pooled + b`` in evaluation mode."""
@@ -264,13 +270,19 @@ class PlaneDetectionTask(Task):
         and a few example frames with their class-activation maps."""
         clip_frames = datamodule.pipeline.clip_frames
         return self.score_predictions(
-            datamodule, lambda loop: predict_cine_loop(model, loop, clip_frames=clip_frames, with_cams=True),
-            model.class_names, keep_examples)
+            datamodule, lambda loop: predict_cine_loop(model, loop, clip_frames=clip_frames),
+            model.class_names, keep_examples,
+            # maps only for the example frames: a second pass over those few is cheaper than
+            # maps of every frame
+            explain=lambda loop, frames: predict_cine_loop(model, loop, clip_frames=clip_frames, with_cams=True,
+                                                           frames=frames)["cams"])
 
     def score_predictions(self, datamodule: Any, predict: Callable[[torch.Tensor], Mapping[str, torch.Tensor]],
-                          class_names: Sequence[str], keep_examples: int = 0) -> dict[str, Any]:
-        """Score ``predict(loop)`` (``{"probabilities": (N, K)}``, with ``"cams"`` ``(N, H, W)``
-        for examples) on every frame of every held-out loop of ``datamodule``."""
+                          class_names: Sequence[str], keep_examples: int = 0,
+                          explain: Callable[[torch.Tensor, list[int]], torch.Tensor] | None = None) -> dict[str, Any]:
+        """Score ``predict(loop)`` (``{"probabilities": (N, K)}``) on every frame of every
+        held-out loop of ``datamodule``; with ``explain(loop, frames)`` (maps ``(len(frames),
+        H, W)``), keep up to ``keep_examples`` example frames with their maps."""
         dataset = held_out_loops(datamodule)
         metrics = ClassificationMetrics(len(class_names), list(class_names))
         loops, examples = {}, []
@@ -285,12 +297,14 @@ class PlaneDetectionTask(Task):
                 "predicted": [class_names[i] for i in predicted.tolist()],
                 "true": [class_names[i] for i in labels.tolist()],
             }
-            if not keep_examples or "cams" not in out:
+            if not keep_examples or explain is None:
                 continue
             planes = torch.nonzero(labels > 0).flatten()  # frames showing a plane (Background is 0)
             chosen = planes[spread(planes.numel(), per_loop)] if planes.numel() else []
-            for t in [int(t) for t in chosen][: keep_examples - len(examples)]:
-                examples.append({"frame": item["clip"][0, t].numpy(), "cam": out["cams"][t].numpy(),
+            chosen = [int(t) for t in chosen][: keep_examples - len(examples)]
+            cams = explain(item["clip"], chosen) if chosen else []
+            for t, cam in zip(chosen, cams):
+                examples.append({"frame": item["clip"][0, t].numpy(), "cam": cam.numpy(),
                                  "true": class_names[int(labels[t])], "predicted": class_names[int(predicted[t])],
                                  "path": str(item["path"]), "t": t})
         report = metrics.report()

@@ -150,7 +150,9 @@ class Task:
     def baseline(self, datamodule: Any, config: Mapping[str, Any]) -> dict[str, Any] | None:
         """The model-free baseline of the task on ``datamodule``'s held-out videos (``config``:
         the arm's resolved config, for the model's scoring conventions): ``{"name": ...,
-        "metrics": {...}}``, or None when the task has none."""
+        "metrics": {...}}``, or None when the task has none. It must depend on the data and the
+        config only, not on the run's seed: the benchmark computes it once for each set of
+        labelled subjects and config."""
         return None
 
     def higher_is_better(self, metric: str) -> bool:

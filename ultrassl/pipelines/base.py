@@ -95,8 +95,9 @@ class ClipPipeline(Pipeline):
         short_clip: what samplers do with videos too short for a clip
             (``"reduce_stride"``, ``"pad"``, ``"error"``).
         loop_cache_mb: MB of whole decoded loops each loading process keeps in memory
-            (:class:`~ultrassl.io.cache.LoopCache`); 0 (default) decodes every read. Worth it
-            when the decoded data set fits (the simulated benchmarks), not for an archive.
+            (:func:`~ultrassl.io.cache.shared_loop_cache`: the loaders of a process share one
+            cache); 0 (default) decodes every read. Worth it when the decoded data set fits
+            (the simulated benchmarks), not for an archive.
     """
 
     def __init__(

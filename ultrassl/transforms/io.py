@@ -12,7 +12,7 @@ from monai.transforms import Transform
 
 from ultrassl.errors import ClipReadError
 from ultrassl.io import read_clip
-from ultrassl.io.cache import LoopCache
+from ultrassl.io.cache import LoopCache, shared_loop_cache
 from ultrassl.io.types import Clip, ClipInfo
 from ultrassl.transforms.intensity import ToFloatClip
 from ultrassl.transforms.temporal import frame_indices_key
@@ -57,8 +57,9 @@ class LoadClipd(Transform):
         info_key: entry holding a :class:`~ultrassl.io.ClipInfo` from an earlier probe, used
             when present to skip the probe.
         loop_cache_mb: keep up to this many MB of whole decoded loops in memory per process
-            (:class:`~ultrassl.io.cache.LoopCache`; 0: off). For data sets whose decoded loops
-            fit; reads with audio bypass it.
+            (:func:`~ultrassl.io.cache.shared_loop_cache`, one cache for all the loaders of a
+            process, as large as the largest of their budgets; 0: off). For data sets whose
+            decoded loops fit; reads with audio bypass it.
 
     Raises:
         ClipReadError: a subclass naming the file and the cause.
@@ -83,7 +84,13 @@ class LoadClipd(Transform):
         self.format_key = format_key
         self.info_key = info_key
         self.to_float = ToFloatClip()
-        self.cache = LoopCache(int(loop_cache_mb * 2**20)) if loop_cache_mb > 0 else None
+        self.loop_cache_bytes = int(loop_cache_mb * 2**20)
+
+    @property
+    def cache(self) -> LoopCache | None:
+        """The process's loop cache (None when off), looked up at each read so that a worker
+        process uses its own."""
+        return shared_loop_cache(self.loop_cache_bytes) if self.loop_cache_bytes > 0 else None
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict:
         d = dict(data)
@@ -100,8 +107,9 @@ class LoadClipd(Transform):
         info = d.get(self.info_key) if self.info_key else None
         options = dict(expected_n_frames=_optional(d, self.expected_frames_key),
                        info=info if isinstance(info, ClipInfo) else None, format=_optional(d, self.format_key))
-        if self.cache is not None and not self.with_audio:
-            clip = self.cache.read(path, union, **options)
+        cache = self.cache
+        if cache is not None and not self.with_audio:
+            clip = cache.read(path, union, **options)
         else:
             clip = read_clip(path, union, with_audio=self.with_audio, **options)
         if self.with_audio and clip.audio is None:

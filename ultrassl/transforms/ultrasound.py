@@ -16,6 +16,7 @@ Clips are float32 tensors ``(C, T, H, W)`` with values in [0, 1]; masks ``(1, 1,
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
@@ -151,9 +152,14 @@ class MaskOutsideSector(Transform):
         return mask_outside(clip, mask, self.fill_value)
 
 
+_LOOP_SECTORS: OrderedDict[tuple, np.ndarray] = OrderedDict()  # every LoopSector of the process
+_LOOP_SECTORS_LOCK = threading.Lock()
+
+
 class LoopSector:
     """The scan sector of a whole file, found once per process and kept while the file is
-    unchanged.
+    unchanged (the instances of a process share what they found: each run of a benchmark
+    builds its own transforms over the same files).
 
     A clip of one or a few frames says little about which pixels are the sector: in a single
     frame a line of burned-in text next to the fan (thickened by video coding) joins it, and the
@@ -165,7 +171,8 @@ class LoopSector:
     Args:
         num_frames: frames read, evenly spread over the loop (all of a shorter loop).
         mode, stroke_width, dark_level: see :func:`detect_sector`.
-        max_files: masks kept (least recently used dropped first); a mask is one byte a pixel.
+        max_files: masks the process keeps (least recently used dropped first); a mask is one
+            byte a pixel.
     """
 
     def __init__(self, num_frames: int = 16, mode: str = "auto", stroke_width: int | None = None,
@@ -177,7 +184,6 @@ class LoopSector:
         self.stroke_width = stroke_width
         self.dark_level = dark_level
         self.max_files = int(max_files)
-        self._masks: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
 
     def __call__(self, path: str, info: Any | None = None) -> np.ndarray:
         """Boolean ``(H, W)`` sector of the file at ``path`` (``info``: its probe, if known)."""
@@ -185,18 +191,21 @@ class LoopSector:
 
         from ultrassl.io.packed import clip_stamp
 
-        key = clip_stamp(path)
-        if key in self._masks:
-            self._masks.move_to_end(key)
-            return self._masks[key]
+        key = (clip_stamp(path), self.num_frames, self.mode, self.stroke_width, self.dark_level)
+        with _LOOP_SECTORS_LOCK:
+            if key in _LOOP_SECTORS:
+                _LOOP_SECTORS.move_to_end(key)
+                return _LOOP_SECTORS[key]
         info = info if info is not None else probe_clip(path)
         frames = read_clip(path, spread_frame_indices(info.n_frames, self.num_frames), info=info).frames
         regions = (info.metadata or {}).get("us_regions") or None
         sector = detect_sector(frames, mode=self.mode, region_bounds=regions, stroke_width=self.stroke_width,
                                dark_level=self.dark_level)
-        self._masks[key] = sector
-        while len(self._masks) > self.max_files:
-            self._masks.popitem(last=False)
+        sector.setflags(write=False)  # shared: no caller may change another's mask
+        with _LOOP_SECTORS_LOCK:
+            _LOOP_SECTORS[key] = sector
+            while len(_LOOP_SECTORS) > self.max_files:
+                _LOOP_SECTORS.popitem(last=False)
         return sector
 
 
