@@ -37,13 +37,17 @@ def test_demo_runs_the_benchmark_and_prints_the_table_with_intervals(tmp_path, c
     assert "0 runs done" in capsys.readouterr().out
 
 
-def test_the_demo_profile_compares_order_geometry_with_random_init_over_three_seeds():
-    from ultrassl.benchmark.profile import load_profile
+def test_the_demo_profile_compares_order_geometry_with_random_init_over_five_seeds():
+    from ultrassl.benchmark.profile import PROFILE_DIR, load_profile
 
     profile = load_profile(DEMO_PROFILE)
-    assert list(profile.objectives) == ["order_geometry"] and len(profile.seeds) == 3
+    assert list(profile.objectives) == ["order_geometry"] and len(profile.seeds) == 5
     assert {"random_init", "supervised", "baseline"} <= set(profile.arms)
     plane = {p.name: p.fractions for p in profile.tasks["plane_detection"].protocols}
-    assert 0.2 in plane["linear"] and "saliency" in profile.tasks
+    assert 0.2 in plane["linear"] and profile.tasks["plane_detection"].label_draws == 3
+    # saliency in the same setting: the same data, objective and recipe
+    saliency = load_profile(PROFILE_DIR / "saliency.yaml")
+    assert set(saliency.tasks) == {"saliency"} and saliency.domains == profile.domains
+    assert saliency.objectives == profile.objectives and saliency.seeds == profile.seeds
     # every arm of the domain shares one backbone, and the random arm's fine-tunes learn BatchNorm
     assert profile.tasks["plane_detection"].overrides["model.init_args.freeze_encoder_norm"] is False

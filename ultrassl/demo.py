@@ -8,9 +8,9 @@ Runs the demo profile of the transfer benchmark (``configs/benchmark/demo.yaml``
    test subjects;
 2. for each seed, pretrains anatomy-aware order + geometry with ``ultrassl fit`` on the
    shipped config ``configs/pretrain/order_geometry.yaml`` (the same code path and file as a
-   user's run), then transfers it to plane detection and gaze-saliency prediction beside
-   random initialisation with the same backbone, budget, labels and seed, the supervised
-   ceiling and the model-free baselines;
+   user's run), then transfers it to standard plane detection beside random initialisation
+   with the same backbone, budget, labels and seed, the supervised ceiling and the raw-pixel
+   probe;
 3. prints the held-out order accuracy against chance, the results table (mean over the
    seeds with 95 % intervals, and the paired difference from random init) and where the
    results, checkpoints and logs are.
