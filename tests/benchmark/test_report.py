@@ -173,3 +173,21 @@ def test_unequal_budgets_within_a_label_draw_are_a_defect():
     records[3]["budget"]["max_steps"] = 99
     defects = drawn_results(records)["defects"]
     assert any("seed 0, label draw 1: the arms' budgets differ in max_steps" in d for d in defects)
+
+
+def test_a_protocol_with_fewer_draws_than_its_task_is_compared_on_its_own_draws():
+    profile = load_profile({**PROFILE, "arms": ["pretrained", "random_init", "baseline"], "tasks": {"plane_detection": {
+        **PROFILE["tasks"]["plane_detection"], "protocols": {"linear": {}, "finetune": {"label_draws": 1}},
+        "fractions": [0.2], "label_draws": 3}}})
+    records = [drawn(arm, s, d, 0.2 + 0.01 * d + 0.001 * s) for arm in ("order_geometry", "random_init")
+               for s in range(3) for d in range(3)]
+    records += [{**drawn(arm, s, 0, 0.3 + 0.001 * s), "protocol": "finetune"}
+                for arm in ("order_geometry", "random_init") for s in range(3)]
+    records += [{**drawn("baseline", s, d, 0.1 * (d + 1)), "kind": "baseline"} for s in range(3) for d in range(3)]
+    rows = {r["protocol"]: r for r in task_results(profile, profile.tasks["plane_detection"], records)["rows"]}
+    assert rows["linear"]["draws"] == 3 and rows["finetune"]["draws"] == 1
+    # beside the linear probes the baseline averages its three draws; beside the one-draw
+    # fine-tunes it stands on that draw alone
+    assert rows["linear"]["arms"]["baseline"]["mean"] == pytest.approx(0.2)
+    assert rows["finetune"]["arms"]["baseline"]["mean"] == pytest.approx(0.1)
+    assert "per_draw" not in rows["finetune"]["arms"]["baseline"]

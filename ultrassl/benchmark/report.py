@@ -200,9 +200,17 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
     for protocol in protocols:
         for fraction in fractions[protocol]:
             by_arm = {arm: values(protocol, fraction, arm) for arm in arms}
+            # the draws are those of the compared arms: a protocol may run fewer than its task
+            # (the quick profile's fine-tunes one), and the baseline beside it then stands on
+            # the same draws, not on every draw the task's baseline was computed for
+            compared = [arm for arm in arms if arm not in (BASELINE, SUPERVISED) and by_arm[arm]]
+            if compared and by_arm.get(BASELINE):
+                used = {s: {d for arm in compared for d in by_arm[arm].get(s, {})} for s in by_arm[BASELINE]}
+                by_arm[BASELINE] = {s: {d: m for d, m in by_draw.items() if d in used[s]}
+                                    for s, by_draw in by_arm[BASELINE].items() if used[s]}
             metric_names = list(dict.fromkeys(m for arm in arms for seed in by_arm[arm].values()
                                               for draw in seed.values() for m in draw))
-            draws = max([len(seed) for arm in arms for seed in by_arm[arm].values()] or [1])
+            draws = max([len(seed) for arm in (compared or arms) for seed in by_arm[arm].values()] or [1])
             for metric in metric_names:
                 higher = task.higher_is_better(metric)
                 per_arm = {arm: {s: {d: m.get(metric) for d, m in by_draw.items() if metric in m}
