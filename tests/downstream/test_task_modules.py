@@ -97,11 +97,15 @@ def test_window_indices_centre_every_frame_and_clamp_at_the_ends():
     assert window_indices(3, 1).tolist() == [[0], [1], [2]]
 
 
+def _random_model_and_loop(backbone):
+    """A random plane model of ``backbone`` and a 7-frame loop (1, 7, 32, 32)."""
+    torch.manual_seed(0)
+    return PlaneDetection(init="random", class_names=CLASSES, **backbone), torch.rand(1, 7, 32, 32)
+
+
 @pytest.mark.parametrize("backbone", [SONONET, TINY3D])
 def test_cine_loop_predictions_match_per_frame_forward_passes(backbone):
-    torch.manual_seed(0)
-    model = PlaneDetection(init="random", class_names=CLASSES, **backbone)
-    loop = torch.rand(1, 7, 32, 32)
+    model, loop = _random_model_and_loop(backbone)
     out = predict_cine_loop(model, loop, clip_frames=3, batch_size=4, with_cams=True)
     assert out["probabilities"].shape == (7, 4) and out["cams"].shape == (7, 32, 32)
     assert model.training  # mode restored
@@ -117,9 +121,7 @@ def test_cine_loop_predictions_match_per_frame_forward_passes(backbone):
 
 @pytest.mark.parametrize("backbone", [SONONET, TINY3D])
 def test_predictions_of_chosen_frames_are_those_of_the_whole_loop(backbone):
-    torch.manual_seed(0)
-    model = PlaneDetection(init="random", class_names=CLASSES, **backbone)
-    loop = torch.rand(1, 7, 32, 32)
+    model, loop = _random_model_and_loop(backbone)
     whole = predict_cine_loop(model, loop, clip_frames=3, batch_size=4, with_cams=True)
     plain = predict_cine_loop(model, loop, clip_frames=3, batch_size=4)
     torch.testing.assert_close(plain["probabilities"], whole["probabilities"])  # one pass or two, same logits

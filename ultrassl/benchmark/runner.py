@@ -355,8 +355,9 @@ class Runner:
         started = time.perf_counter()
         arm = build_arm(cfg)
         digest = baseline_digest(cfg)
-        reference, computed_for = self._baselines.get(digest, (None, None))
-        if reference is None:
+        if digest in self._baselines:
+            reference, computed_for = self._baselines[digest]
+        else:
             reference, computed_for = task.baseline(arm.datamodule, arm.config), None
             if reference is None:
                 return None

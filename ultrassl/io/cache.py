@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ultrassl.errors import FrameCountMismatchError
+from ultrassl.io.packed import clip_stamp
 from ultrassl.io.registry import check_frame_indices, get_reader, read_clip
 from ultrassl.io.types import Clip, ClipInfo
 
@@ -41,7 +42,7 @@ class LoopCache:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.max_bytes = int(max_bytes)
-        self._loops: OrderedDict[tuple[str, int, int], Clip] = OrderedDict()
+        self._loops: OrderedDict[tuple[str, int, int], Clip] = OrderedDict()  # by clip_stamp
         self._lock = threading.Lock()  # the app's threads may share a process's cache
         self.bytes = 0
         self.hits = 0
@@ -73,8 +74,7 @@ class LoopCache:
         if not get_reader(path, format or (info.format if info is not None else None)).decodes:
             # frames stored decoded: reading only those asked for is cheaper than a second copy
             return read_clip(path, frame_indices, expected_n_frames=expected_n_frames, info=info, format=format)
-        stat = path.stat() if path.is_file() else None
-        key = None if stat is None else (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        key = clip_stamp(path) if path.is_file() else None  # a missing file: read_clip's typed error
         with self._lock:
             loop = self._loops.get(key) if key is not None else None
             if loop is None:
