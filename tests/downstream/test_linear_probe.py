@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from tests.downstream.helpers import action_batch, loader_of, plane_batch, quick_trainer
 from ultrassl.downstream.action import ActionRecognition
@@ -140,6 +141,29 @@ def test_lp_ft_starts_the_fine_tune_from_the_solved_probe(checkpoint_factory):
     norm_eps = model.head[0].eps if len(model.head) > 1 else None
     weight = reference.weight * torch.sqrt((var + norm_eps) / var) if norm_eps else reference.weight / torch.sqrt(var)
     assert torch.allclose(model.head[-1].weight, weight, atol=1e-3)
+
+
+def test_lp_ft_with_a_loading_worker_trains_the_first_epoch_as_in_process(checkpoint_factory):
+    # The probe sweeps the training data before the first step; with a persistent worker that
+    # sweep once reset the iterator the trainer held for epoch 0, which then ran no batch.
+    checkpoint = str(checkpoint_factory("order_geometry", "tiny3d"))
+    batches = [plane_batch(n=8, seed=seed) for seed in range(3)]
+
+    def fine_tune(workers: int) -> tuple[int, dict]:
+        torch.manual_seed(0)
+        model = PlaneDetection(checkpoint=checkpoint, protocol="finetune", class_names=["bg", "a", "b", "c"],
+                               class_weights=None, head_init="probe", probe_passes=2, dropout=0.5, lr=1e-2)
+        loader = DataLoader(batches, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
+        trainer = quick_trainer(-1, max_epochs=1, limit_val_batches=0)
+        trainer.fit(model, loader)
+        assert model.probe_fit.samples == 2 * 3 * 8  # two sweeps of three batches of 8 clips
+        return trainer.global_step, model.state_dict()
+
+    steps_in_process, in_process = fine_tune(0)
+    steps_with_worker, with_worker = fine_tune(1)
+    assert steps_in_process == steps_with_worker == len(batches)
+    # the same batches, and the same dropout masks: the sweeps leave the global generator alone
+    assert all(torch.equal(with_worker[k], in_process[k]) for k in in_process)
 
 
 def test_frozen_encoder_norm_keeps_the_statistics_while_the_weights_learn(checkpoint_factory):

@@ -131,6 +131,32 @@ class EpochSeededSampler(DistributedSampler):
             yield epoch, int(index)
 
 
+def sweep_loader(loader: Any) -> Any:
+    """A loader for sweeps outside the training loop: the same items, order and batches as
+    ``loader`` (its batch sampler), with worker processes of its own.
+
+    Iterating a loader with persistent workers resets the one iterator it keeps, and the
+    trainer holds that iterator for the epoch it is about to run: a sweep over the trainer's
+    loader in ``on_train_start`` (the linear probe of an LP-FT fine-tune) used it up, so the
+    first epoch ran no batches and training began on epoch 1's order (with loading workers
+    only; in-process loaders make a new iterator per sweep). ``loader`` itself is returned
+    when it keeps no workers, or is not a torch ``DataLoader``.
+    """
+    if not isinstance(loader, DataLoader) or not loader.persistent_workers:
+        return loader
+    # a loader without a batch sampler yields the dataset's items as they are (batch_size=None)
+    batching = ({"batch_sampler": loader.batch_sampler} if loader.batch_sampler is not None
+                else {"sampler": loader.sampler, "batch_size": None})
+    return DataLoader(
+        loader.dataset, **batching, num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, timeout=loader.timeout,
+        worker_init_fn=loader.worker_init_fn, multiprocessing_context=loader.multiprocessing_context,
+        generator=loader.generator, prefetch_factor=loader.prefetch_factor,
+        # every sweep of the probe from one worker set, which keeps its decoded loops
+        persistent_workers=True,
+    )
+
+
 class ManifestDataModule(L.LightningDataModule):
     """Training and validation data from a manifest, through a pipeline.
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
+from ultrassl.data.datamodule import sweep_loader
 from ultrassl.downstream.linear_probe import ProbeFit, fit_linear_probe
 from ultrassl.engine.bad_clips import monitored_batches
 from ultrassl.engine.optim import decay_groups
@@ -24,9 +27,13 @@ def solve_probe(model: Any, passes: int, l2: float, max_iter: int) -> ProbeFit:
         raise ValueError("the L-BFGS probe (linear_solver='lbfgs' or head_init='probe') is solved in one "
                          "process: train it with trainer.devices=1, or use linear_solver='sgd' and "
                          "head_init='random' under DDP")
-    # the sweeps run outside Lightning's loop: the bad-clip monitor sees their batches here
-    batches = monitored_batches(model.trainer, model.trainer.train_dataloader)
-    return fit_linear_probe(model, batches, passes=passes, l2=l2, max_iter=max_iter)
+    # the sweeps run outside Lightning's loop, on a loader of their own (the trainer's keeps
+    # its iterator for the first epoch); the bad-clip monitor sees their batches here
+    batches = monitored_batches(model.trainer, sweep_loader(model.trainer.train_dataloader))
+    # and leave the global generator as they found it (each new iterator draws a seed from
+    # it), so that what follows (a fine-tune's dropout) does not depend on how loading runs
+    with torch.random.fork_rng(devices=[]):
+        return fit_linear_probe(model, batches, passes=passes, l2=l2, max_iter=max_iter)
 
 
 class LinearProbe:
