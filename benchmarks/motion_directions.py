@@ -16,8 +16,10 @@ Nothing is written to the benchmark folder (the probes are fitted in a temporary
 
 Usage::
 
-    ultrassl benchmark --out runs/benchmark/motion --profile quick --sim-seed 0 --tasks action_recognition
+    ultrassl benchmark --out runs/benchmark/motion --profile motion --sim-seed 0
     python benchmarks/motion_directions.py runs/benchmark/motion [--fraction 1.0]
+
+(or a quick-profile folder run with ``--tasks action_recognition``)
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ from ultrassl.downstream.tasks import get_task  # noqa: E402
 from ultrassl.synth.motion import MOTION_PAIRS  # noqa: E402
 
 TASK = "action_recognition"
+
+
+def cell(interval, sign: str = "") -> str:
+    """``mean [low, high]``; the bounds "n/a" with fewer than two seeds."""
+    if interval.low is None:
+        return f"{interval.mean:{sign}.3f} [n/a]"
+    return f"{interval.mean:{sign}.3f} [{interval.low:{sign}.3f}, {interval.high:{sign}.3f}]"
 
 
 def kind_and_direction(confusion: np.ndarray, class_names: list[str]) -> dict[str, float]:
@@ -95,12 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| arm | {' | '.join(metrics)} |\n|---|{'---:|' * len(metrics)}")
     for name, by_seed in [("random_init", reference), *scores.items()]:
         cells = [mean_interval(v[m] for v in by_seed.values()) for m in metrics]
-        print(f"| {name} | " + " | ".join(f"{c.mean:.3f} [{c.low:.3f}, {c.high:.3f}]" for c in cells) + " |")
+        print(f"| {name} | " + " | ".join(cell(c) for c in cells) + " |")
     for name, by_seed in scores.items():
         cells = [paired_difference({s: v[m] for s, v in by_seed.items()}, {s: v[m] for s, v in reference.items()})
                  for m in metrics]
-        print(f"| {name} − random init | " + " | ".join(f"{c.mean:+.3f} [{c.low:+.3f}, {c.high:+.3f}]" for c in cells)
-              + " |")
+        print(f"| {name} − random init | " + " | ".join(cell(c, "+") for c in cells) + " |")
     return 0
 
 

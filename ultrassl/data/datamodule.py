@@ -137,10 +137,10 @@ def sweep_loader(loader: Any) -> Any:
 
     Iterating a loader with persistent workers resets the one iterator it keeps, and the
     trainer holds that iterator for the epoch it is about to run: a sweep over the trainer's
-    loader in ``on_train_start`` (the linear probe of an LP-FT fine-tune) used it up, so the
-    first epoch ran no batches and training began on epoch 1's order (with loading workers
-    only; in-process loaders make a new iterator per sweep). ``loader`` itself is returned
-    when it keeps no workers, or is not a torch ``DataLoader``.
+    loader in ``on_train_start`` (the linear probe of an LP-FT fine-tune) would use it up, the
+    first epoch would run no batch and training would follow epoch 1's order (with loading
+    workers only; an in-process loader makes a new iterator per sweep). ``loader`` itself is
+    returned when it keeps no workers, or is not a torch ``DataLoader``.
     """
     if not isinstance(loader, DataLoader) or not loader.persistent_workers:
         return loader
