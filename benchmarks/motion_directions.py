@@ -12,7 +12,8 @@ held-out clips, and splits the probe's accuracy into
 * direction accuracy: of those, the fraction with the right direction (chance 1/2);
 
 as mean [95 % t-interval] over the seeds, and each objective minus random init paired by seed.
-Nothing is written to the benchmark folder (the probes are fitted in a temporary folder).
+The probes are fitted in a temporary folder; of the benchmark folder only the pool manifests
+are written again, as the benchmark itself writes them (the same bytes).
 
 Usage::
 
@@ -25,7 +26,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -35,8 +35,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ultrassl.benchmark.profile import load_profile, select  # noqa: E402
-from ultrassl.benchmark.runner import Runner  # noqa: E402
+from ultrassl.benchmark.runner import RECORD, Runner  # noqa: E402
 from ultrassl.benchmark.stats import mean_interval, paired_difference  # noqa: E402
+from ultrassl.benchmark.store import read_json  # noqa: E402
 from ultrassl.downstream.arms import train_arm  # noqa: E402
 from ultrassl.downstream.tasks import get_task  # noqa: E402
 from ultrassl.synth.motion import MOTION_PAIRS  # noqa: E402
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="a finished benchmark folder with the action_recognition task")
     parser.add_argument("--fraction", type=float, default=1.0, help="label fraction of the probe (default 1.0)")
     args = parser.parse_args(argv)
-    saved = json.loads((args.out / "benchmark.json").read_text())
+    saved = read_json(args.out / "benchmark.json")
+    if saved is None:
+        parser.error(f"{args.out}: no benchmark.json (not a benchmark folder)")
     profile = load_profile(saved["profile"])
     if TASK not in profile.tasks:
         parser.error(f"{args.out}: the benchmark has no {TASK} task")
@@ -85,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     scores: dict[str, dict[int, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for seed in profile.seeds:
-            checkpoints = {}
-            for objective in profile.objectives_of(plan.domain):
-                record = json.loads((args.out / "pretrain" / objective.name / f"seed{seed}" / "record.json").read_text())
-                checkpoints[objective.name] = record
+            checkpoints = {o.name: read_json(args.out / "pretrain" / o.name / f"seed{seed}" / RECORD)
+                           for o in profile.objectives_of(plan.domain)}
+            if missing := [name for name, record in checkpoints.items() if record is None]:
+                parser.error(f"{args.out}: seed {seed} of {', '.join(missing)} was not pretrained")
             for name, encoder in runner.encoders(plan, seed, checkpoints).items():
                 cfg = runner.arm_cfg(plan, encoder, "linear", seed, args.fraction, linear.max_steps, linear.batch_size)
                 arm = train_arm(cfg, Path(scratch) / f"{name}_seed{seed}", save_model=False)
