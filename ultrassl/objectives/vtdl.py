@@ -14,13 +14,19 @@ Ablation ladder (VTDL's table): basic augmentation (BA) is instance discriminati
 ``temporal_discrimination=True``; ``+TCA`` also sets the pipeline's ``tca=True`` (the
 defaults).
 
+``reversed_negative=True`` (an extension, off by default; :mod:`ultrassl.losses.time_reversal`)
+adds the anchor played backwards, encoded online like the temporal negative, as one more
+negative of the query: the encoder must then tell a clip from its time reversal.
+
 Logged: ``loss``; ``contrastive_acc``, the top-1 retrieval of the positive among the queue
-and the temporal negative (chance ``1 / (K + 2)``; ``1 / (K + 1)`` without the negative);
-``temporal_acc`` (with temporal discrimination), the share of triplets whose positive is
-nearer the query than their temporal negative (chance 0.5; triplets with a masked negative are
-left out). Both score the temporal negative as a key of the momentum encoder, like the
-positive and the queue. Until the queue has been filled once it holds MoCo's random keys,
-which nothing resembles, so ``contrastive_acc`` starts high.
+and the online negatives (chance ``1 / (K + 1 + M)`` with M of them: the temporal negative,
+the reversed one); ``temporal_acc`` (with temporal discrimination), the share of triplets whose
+positive is nearer the query than their temporal negative (chance 0.5; triplets with a masked
+negative are left out); ``reversal_acc`` (with the reversed negative), the share of clips whose
+positive is nearer the query than the anchor played backwards (chance 0.5). All of them score
+the negatives as keys of the momentum encoder, like the positive and the queue. Until the
+queue has been filled once it holds MoCo's random keys, which nothing resembles, so
+``contrastive_acc`` starts high.
 
 Batch layout: clips ``(B, C, T, H, W)`` under ``anchor_key``, ``positive_key`` and (with
 temporal discrimination) ``negative_key``; the sampler's record
@@ -31,7 +37,6 @@ a short video could not place far enough from the anchor.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -40,8 +45,9 @@ from torch import nn
 
 from ultrassl.engine.base import PretrainModule
 from ultrassl.losses.infonce import InfoNCELoss
+from ultrassl.losses.time_reversal import reversed_in_time
 from ultrassl.models.heads import MLPHead, Norm
-from ultrassl.models.momentum import KeyQueue, MomentumEncoder
+from ultrassl.models.momentum import KeyQueue, MomentumEncoder, buffers_kept
 from ultrassl.transforms.base import batch_param
 
 
@@ -50,6 +56,7 @@ class VTDL(PretrainModule):
 
     Args:
         temporal_discrimination: add the online-encoded temporal negative as a logit (TD).
+        reversed_negative: add the anchor played backwards, encoded online, as a logit.
         momentum: EMA momentum of the key encoder (0.999).
         queue_size: keys kept as negatives (paper: 5000 for UCF101).
         temperature: InfoNCE tau (0.07).
@@ -64,6 +71,7 @@ class VTDL(PretrainModule):
     def __init__(
         self,
         temporal_discrimination: bool = True,
+        reversed_negative: bool = False,
         momentum: float = 0.999,
         queue_size: int = 4096,
         temperature: float = 0.07,
@@ -80,6 +88,7 @@ class VTDL(PretrainModule):
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
         self.temporal_discrimination = temporal_discrimination
+        self.reversed_negative = reversed_negative
         self.momentum = momentum
         self.anchor_key, self.positive_key, self.negative_key = anchor_key, positive_key, negative_key
         self.projector = MLPHead(
@@ -103,56 +112,57 @@ class VTDL(PretrainModule):
         if training:
             self.key_encoder.update(self._online(), self.momentum)
 
+        # One online pass over the query and its online negatives (BatchNorm sees them together);
+        # each negative kind comes with a mask of the samples where it counts.
+        online_clips, masks = [anchor], []
         if self.temporal_discrimination:
-            negative_clips = batch[self.negative_key]
-            query, negative = self.project(torch.cat([anchor, negative_clips])).chunk(2)
+            online_clips.append(batch[self.negative_key])
             far_enough = batch_param(batch, self.negative_key, "temporal", "negative_far_enough")
-            far_enough = far_enough.to(device=query.device, dtype=torch.bool)
-        else:
-            query, negative, far_enough = self.project(anchor), None, None
+            masks.append(far_enough.to(device=anchor.device, dtype=torch.bool))
+        if self.reversed_negative:
+            online_clips.append(reversed_in_time(anchor))
+            masks.append(torch.ones(anchor.shape[0], dtype=torch.bool, device=anchor.device))
+        query, *negatives = self.project(torch.cat(online_clips)).chunk(len(online_clips))
         key = F.normalize(self.key_encoder(batch[self.positive_key]), dim=1)
 
         queue = self.queue.keys()
-        logits = self.criterion.logits(query, key, queue, negative, far_enough)
+        if negatives:
+            logits = self.criterion.logits(query, key, queue, torch.stack(negatives, 1), torch.stack(masks, 1))
+        else:
+            logits = self.criterion.logits(query, key, queue)
         loss = F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
         outputs = {"loss": loss}
-        if negative is None:
+        if not negatives:
             outputs["contrastive_acc"] = (logits.detach().argmax(dim=1) == 0).float().mean()
         else:
-            outputs.update(self._accuracies(query.detach(), key, queue, negative_clips, far_enough))
+            outputs.update(self._accuracies(query.detach(), key, queue, online_clips[1:], masks))
         if training:
             self.queue.enqueue(key)
         return outputs
 
     def _accuracies(
-        self, query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor, negative_clips: torch.Tensor,
-        far_enough: torch.Tensor,
+        self, query: torch.Tensor, key: torch.Tensor, queue: torch.Tensor, negative_clips: list[torch.Tensor],
+        masks: list[torch.Tensor],
     ) -> dict[str, torch.Tensor]:
-        """``contrastive_acc`` and ``temporal_acc`` with the temporal negative scored as a key.
+        """``contrastive_acc``, ``temporal_acc`` and ``reversal_acc`` with the negatives scored as keys.
 
-        The loss's own logit of the negative comes from the online encoder, like the query;
+        The loss's own logits of the negatives come from the online encoder, like the query;
         that shared encoder alone puts ``q.n`` above ``q.k+`` for most held-out triplets (the
         momentum copy's BatchNorm statistics lag), whatever the times of the clips, so a top-1
         over the loss's logits measures which encoder made a vector, not what the clips show.
-        Here the negative goes through the momentum encoder like the positive and the queue.
+        Here the negatives go through the momentum encoder like the positive and the queue.
         """
-        with _buffers_kept(self.key_encoder):
-            negative_key = F.normalize(self.key_encoder(negative_clips), dim=1)
-        logits = self.criterion.logits(query, key, queue, negative_key, far_enough)
-        # one formula for both scores, so that equal clips tie exactly
-        beats = ((query * key).sum(1) > (query * negative_key).sum(1)) & far_enough
-        return {
-            "contrastive_acc": (logits.argmax(dim=1) == 0).float().mean(),
-            "temporal_acc": beats.sum() / far_enough.sum().clamp(min=1),
-        }
+        with buffers_kept(self.key_encoder):
+            negative_keys = F.normalize(self.key_encoder(torch.cat(negative_clips)), dim=1).chunk(len(negative_clips))
+        mask = torch.stack(masks, 1)
+        logits = self.criterion.logits(query, key, queue, torch.stack(negative_keys, 1), mask)
+        outputs = {"contrastive_acc": (logits.argmax(dim=1) == 0).float().mean()}
+        names = (["temporal_acc"] if self.temporal_discrimination else []) + (
+            ["reversal_acc"] if self.reversed_negative else [])
+        positive_similarity = (query * key).sum(1)
+        for name, negative_key, counted in zip(names, negative_keys, masks):
+            # one formula for both scores, so that equal clips tie exactly
+            beats = (positive_similarity > (query * negative_key).sum(1)) & counted
+            outputs[name] = beats.sum() / counted.sum().clamp(min=1)
+        return outputs
 
-
-@contextmanager
-def _buffers_kept(module: nn.Module):
-    """Run ``module`` without its buffers changing (BatchNorm statistics in training mode)."""
-    saved = [buffer.clone() for buffer in module.buffers()]
-    try:
-        yield
-    finally:
-        for buffer, value in zip(module.buffers(), saved):
-            buffer.copy_(value)
