@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ultrassl.losses.ntxent import NTXentLoss
 
@@ -77,19 +76,3 @@ def test_bad_input_is_refused():
         NTXentLoss()(torch.randn(4, 3), torch.randn(5, 3))
     with pytest.raises(ValueError, match="temperature"):
         NTXentLoss(temperature=0)
-
-
-def test_a_hard_negative_is_one_more_column_of_both_views_of_its_sample_only():
-    torch.manual_seed(0)
-    out0, out1, hard = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 8)
-    loss = NTXentLoss(0.5)
-    plain, labels = loss.logits_and_labels(out0, out1)
-    logits, same_labels = loss.logits_and_labels(out0, out1, hard)
-    assert logits.shape == (8, 8) and torch.equal(labels, same_labels)
-    torch.testing.assert_close(logits[:, :-1], plain)
-    cosine = F.cosine_similarity
-    torch.testing.assert_close(logits[:, -1], torch.cat([cosine(out0, hard), cosine(out1, hard)]) / 0.5)
-    # a hard negative that is the positive itself costs the most a single column can
-    assert float(loss(out0, out1, out1)) > float(loss(out0, out1, hard)) > float(loss(out0, out1))
-    with pytest.raises(ValueError, match="hard_negative must be"):
-        loss(out0, out1, hard[:3])

@@ -106,13 +106,10 @@ def test_every_logged_scalar_moves_over_a_few_steps(config, sweeps, motion, tmp_
     assert not constant, f"{config.stem}: scalars constant over {STEPS} training steps: {constant}"
 
 
-#: objectives with the time-reversed negative (an extension, off in the shipped configs)
-REVERSED = ["vtdl_natural", "cate_natural", "cep_natural"]
 
-
-@pytest.mark.parametrize("stem", REVERSED)
-def test_the_reversal_accuracy_moves_with_the_reversed_negative(stem, motion, tmp_path, one_thread):
+def test_the_reversal_accuracy_moves_with_the_reversed_negative(motion, tmp_path, one_thread):
+    """VTDL's time-reversed negative is off in the shipped config, so its metric is checked here."""
     torch.manual_seed(0)
-    traces = _scalar_traces(CONFIGS / f"{stem}.yaml", motion, tmp_path, "--model.init_args.reversed_negative=true")
+    traces = _scalar_traces(CONFIGS / "vtdl_natural.yaml", motion, tmp_path, "--model.init_args.reversed_negative=true")
     values = traces["reversal_acc"]
-    assert len(values) == STEPS and max(values) - min(values) > 1e-6, f"{stem}: reversal_acc constant: {values}"
+    assert len(values) == STEPS and max(values) - min(values) > 1e-6, f"reversal_acc constant: {values}"

@@ -37,18 +37,12 @@ class NTXentLoss(nn.Module):
         self.temperature = float(temperature)
         self.gather_distributed = gather_distributed
 
-    def logits_and_labels(
-        self, out0: torch.Tensor, out1: torch.Tensor, hard_negative: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits_and_labels(self, out0: torch.Tensor, out1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(2n, 2N - 1)`` of this process's 2n embeddings and the positives' columns ``(2n,)``.
 
         Rows: view 0 of the local samples, then view 1. Columns: the other view of all N
         samples (the positive among them), then the same view of all N samples without the
         row's own embedding.
-
-        ``hard_negative`` ``(n, D)``, optional: one more negative per sample, of both its views
-        (e.g. a view played backwards, :mod:`ultrassl.losses.time_reversal`); it adds a last
-        column, ``(2n, 2N)``, and is not a negative of other samples.
         """
         if out0.shape != out1.shape or out0.ndim != 2:
             raise ValueError(
@@ -73,22 +67,10 @@ class NTXentLoss(nn.Module):
             return torch.cat([cross, same], dim=1) / self.temperature
 
         logits = torch.cat([block(out0, all1, all0), block(out1, all0, all1)], dim=0)
-        if hard_negative is not None:
-            if hard_negative.shape != out0.shape:
-                raise ValueError(
-                    f"hard_negative must be (n, D) like the views, got {tuple(hard_negative.shape)} "
-                    f"for views {tuple(out0.shape)}"
-                )
-            hard = F.normalize(hard_negative, dim=1)
-            own_hard = torch.cat([(out0 * hard).sum(1), (out1 * hard).sum(1)]) / self.temperature
-            logits = torch.cat([logits, own_hard[:, None]], dim=1)
         labels = (rows + offset).repeat(2)
         return logits, labels
 
-    def forward(
-        self, out0: torch.Tensor, out1: torch.Tensor, hard_negative: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Loss of the embeddings ``out0`` and ``out1`` ``(n, D)`` of the two views (unnormalised),
-        with an optional hard negative per sample (see :meth:`logits_and_labels`)."""
-        logits, labels = self.logits_and_labels(out0, out1, hard_negative)
+    def forward(self, out0: torch.Tensor, out1: torch.Tensor) -> torch.Tensor:
+        """Loss of the embeddings ``out0`` and ``out1`` ``(n, D)`` of the two views (unnormalised)."""
+        logits, labels = self.logits_and_labels(out0, out1)
         return F.cross_entropy(logits, labels)

@@ -11,18 +11,9 @@ pulls the two outputs together. Which encodings are used is a config choice
 (``tokens: [time, crop, flip]``); ``tokens: []`` is the no-encoding ablation (CVRL with a
 transformer head).
 
-``reversed_negative=True`` (an extension, off by default; :mod:`ultrassl.losses.time_reversal`)
-adds the target view played backwards, through the encoder and the head with identity
-encodings as the target itself, as one more negative of both views of its pair: an encoder
-blind to the order of frames scores it exactly as the positive, so the pretext then asks which
-way time runs.
-
 Logged: ``loss``; ``contrastive_acc``, the top-1 retrieval of the positive among the
 ``2N - 1`` candidates of NT-Xent (chance ``1 / (2N - 1)`` for N pairs in the batch, or in the
-global batch with ``gather_distributed``); ``reversal_acc`` (with the reversed negative), the
-share of queries nearer their positive than the positive played backwards (chance 0.5; ties,
-as an encoder blind to the order of frames makes, count as failures);
-``{kind}_token_std``, each encoding's spread over the
+global batch with ``gather_distributed``); ``{kind}_token_std``, each encoding's spread over the
 batch (0 for an encoding that never varies).
 
 Batch layout: clips ``(B, C, T, H, W)`` under ``view_keys`` and their records
@@ -39,7 +30,6 @@ import torch.nn.functional as F
 
 from ultrassl.engine.base import PretrainModule
 from ultrassl.losses.ntxent import NTXentLoss
-from ultrassl.losses.time_reversal import reversed_in_time
 from ultrassl.models.cate_head import AugmentationAwareHead
 from ultrassl.models.cate_tokens import augmentation_tokens, check_token_kinds, identity_tokens
 
@@ -63,7 +53,6 @@ class CATE(PretrainModule):
             or not (``"none"``).
         projection_dim: output width of the head (128).
         temperature: NT-Xent tau (0.1).
-        reversed_negative: add the target view played backwards as a negative of its pair.
         gather_distributed: negatives from every process in multi-GPU runs.
         **kwargs: backbone, optimiser and schedule options of :class:`PretrainModule`.
     """
@@ -83,7 +72,6 @@ class CATE(PretrainModule):
         head_feature_norm: Literal["batch", "none"] = "batch",
         projection_dim: int = 128,
         temperature: float = 0.1,
-        reversed_negative: bool = False,
         gather_distributed: bool = True,
         **kwargs: Any,
     ):
@@ -95,7 +83,6 @@ class CATE(PretrainModule):
         self.token_kinds = check_token_kinds(tokens)
         self.view_keys = tuple(view_keys)
         self.symmetric = symmetric
-        self.reversed_negative = reversed_negative
         self.head = AugmentationAwareHead(
             self.backbone.num_features, self.token_kinds, dim=head_dim, depth=head_depth, num_heads=head_heads,
             mlp_ratio=head_mlp_ratio, dropout=head_dropout, out_features=projection_dim,
@@ -111,39 +98,23 @@ class CATE(PretrainModule):
     def objective_step(self, batch: Mapping[str, Any], stage: str) -> dict[str, torch.Tensor]:
         first_key, second_key = self.view_keys
         first, second = batch[first_key], batch[second_key]
-        clips = [first, second]
-        if self.reversed_negative:
-            # each direction's target, played backwards
-            clips += [reversed_in_time(second)] + ([reversed_in_time(first)] if self.symmetric else [])
-        f0, f1, *reversed_features = self.encode(torch.cat(clips)).chunk(len(clips))
+        f0, f1 = self.encode(torch.cat([first, second])).chunk(2)
         device = f0.device
         identity = identity_tokens(self.token_kinds, f0.shape[0], device)
 
         def move(tokens: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             return {kind: value.to(device) for kind, value in tokens.items()}
 
-        # (query features, the query's encodings, target features) per direction
-        plans = [(f0, move(self.tokens(batch, first_key, second_key)), f1)]
+        query_tokens = move(self.tokens(batch, first_key, second_key))
+        pairs = [(self.head(f0, query_tokens), self.head(f1, identity))]
         if self.symmetric:
-            plans.append((f1, move(self.tokens(batch, second_key, first_key)), f0))
-        query_tokens = plans[0][1]
-        pairs = []
-        for index, (query_features, tokens, target_features) in enumerate(plans):
-            reversed_target = self.head(reversed_features[index], identity) if reversed_features else None
-            pairs.append((self.head(query_features, tokens), self.head(target_features, identity), reversed_target))
-        losses, accuracies, reversal = [], [], []
-        for query, target, reversed_target in pairs:
-            logits, labels = self.criterion.logits_and_labels(query, target, reversed_target)
+            pairs.append((self.head(f1, move(self.tokens(batch, second_key, first_key))), self.head(f0, identity)))
+        losses, accuracies = [], []
+        for query, target in pairs:
+            logits, labels = self.criterion.logits_and_labels(query, target)
             losses.append(F.cross_entropy(logits, labels))
             accuracies.append((logits.detach().argmax(dim=1) == labels).float().mean())
-            if reversed_target is not None:
-                with torch.no_grad():
-                    query_n, target_n, reversed_n = (F.normalize(x, dim=1) for x in (query, target, reversed_target))
-                    beats = (query_n * target_n).sum(1) > (query_n * reversed_n).sum(1)
-                reversal.append(beats.float().mean())
         outputs = {"loss": torch.stack(losses).mean(), "contrastive_acc": torch.stack(accuracies).mean()}
-        if reversal:
-            outputs["reversal_acc"] = torch.stack(reversal).mean()
         # An encoding that is the same for every pair tells the head nothing (e.g. speed when
         # both views share one stride); its spread over the batch shows that in the logs.
         for kind, value in query_tokens.items():

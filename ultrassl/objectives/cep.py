@@ -16,10 +16,6 @@ Linear, L2-normalised). A momentum copy of encoder and heads (0.99) gives the ta
   (multi-positive InfoNCE, tau 0.07);
 * total = 1.0 instance + 1.0 prediction + 0.1 cycle.
 
-``reversed_negative=True`` (an extension, off by default; :mod:`ultrassl.losses.time_reversal`)
-adds the ``instance`` view played backwards, encoded online like the query, as one more
-negative of the instance term: the encoder must then tell a window from its time reversal.
-
 Ablations (the paper's): ``cycle=False`` drops the cycle term; ``backward_predictor=False``
 drops ``B``, so the backward prediction terms and the cycle (which needs ``B``) go too.
 
@@ -27,10 +23,7 @@ Logged: ``loss``, ``instance_loss``, ``prediction_loss``, ``cycle_loss`` (with t
 ``instance_acc``, the share of the three positives ranked first among the queue (chance
 ``1 / (K + 1)`` once the queue holds real keys); ``forward_acc``, the share of windows whose
 predicted future ``F(c_c)`` is nearer their own future ``k_f`` than any other window's in the
-batch (chance ``1 / B``), and ``backward_acc`` the same for ``B(c_c)`` and the past;
-``reversal_acc`` (with the reversed negative), the share of the three positives nearer the
-query than the ``instance`` view played backwards, scored as a momentum key like them
-(chance 0.5).
+batch (chance ``1 / B``), and ``backward_acc`` the same for ``B(c_c)`` and the past.
 
 Batch layout: clips ``(B, C, T, H, W)`` under ``view_keys`` (past, current, future, instance).
 """
@@ -47,9 +40,8 @@ from torch import nn
 from ultrassl.engine.base import PretrainModule
 from ultrassl.losses.cycle import cycle_pairs, mean_distance, prediction_pairs
 from ultrassl.losses.infonce import InfoNCELoss
-from ultrassl.losses.time_reversal import reversed_in_time
 from ultrassl.models.heads import MLPHead, Norm
-from ultrassl.models.momentum import KeyQueue, MomentumEncoder, buffers_kept
+from ultrassl.models.momentum import KeyQueue, MomentumEncoder
 
 
 class TwoHeadEncoder(nn.Module):
@@ -80,7 +72,6 @@ class CEP(PretrainModule):
         instance_weight, prediction_weight, cycle_weight: weights of the three terms (1, 1, 0.1).
         cycle: include the cycle-closure term.
         backward_predictor: include ``B`` (and with it the backward terms).
-        reversed_negative: add the ``instance`` view played backwards as a negative of the query.
         view_keys: batch keys of the past, current, future and instance clips.
         **kwargs: backbone, optimiser and schedule options of :class:`PretrainModule`.
     """
@@ -99,7 +90,6 @@ class CEP(PretrainModule):
         cycle_weight: float = 0.1,
         cycle: bool = True,
         backward_predictor: bool = True,
-        reversed_negative: bool = False,
         view_keys: Sequence[str] = ("past", "current", "future", "instance"),
         **kwargs: Any,
     ):
@@ -115,7 +105,6 @@ class CEP(PretrainModule):
         self.view_keys = tuple(view_keys)
         self.weights = {"instance": instance_weight, "prediction": prediction_weight, "cycle": cycle_weight}
         self.cycle = cycle
-        self.reversed_negative = reversed_negative
         features = self.backbone.num_features
         self.instance_head = MLPHead(features, head_hidden, projection_dim, num_layers=2, norm=head_norm)
         self.cycle_head = MLPHead(features, head_hidden, projection_dim, num_layers=2, norm=head_norm)
@@ -149,13 +138,9 @@ class CEP(PretrainModule):
         if training:
             self.key_encoder.update(self._online(), self.momentum)
 
-        # One online pass over the four views (and the reversed one): BatchNorm sees them together.
-        online_clips = [past, current, future, instance]
-        if self.reversed_negative:
-            online_clips.append(reversed_in_time(instance))
-        instance_online, cycle_online = self._online()(torch.cat(online_clips))
-        query = F.normalize(instance_online[3 * n: 4 * n], dim=-1)
-        reversed_query = F.normalize(instance_online[4 * n:], dim=-1) if self.reversed_negative else None
+        # One online pass over the four views: BatchNorm sees them together.
+        instance_online, cycle_online = self._online()(torch.cat([past, current, future, instance]))
+        query = F.normalize(instance_online[3 * n:], dim=-1)
         c = tuple(F.normalize(cycle_online[: 3 * n], dim=-1).split(n))
         instance_keys, cycle_keys = self.key_encoder(torch.cat([past, current, future]))
         positives = F.normalize(instance_keys, dim=-1).reshape(3, n, -1).transpose(0, 1)  # (B, 3, D)
@@ -163,7 +148,7 @@ class CEP(PretrainModule):
 
         backward = self.predict_backward if self.backward_predictor is not None else None
         queue = self.queue.keys()
-        logits = self.criterion.logits(query, positives, queue, reversed_query)
+        logits = self.criterion.logits(query, positives, queue)
         terms = {
             "instance": F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)),
             "prediction": mean_distance(prediction_pairs(c, k, self.predict_forward, backward)),
@@ -177,12 +162,6 @@ class CEP(PretrainModule):
             outputs["forward_acc"] = _retrieval_accuracy(self.predict_forward(c[1]), k[2])
             if backward is not None:
                 outputs["backward_acc"] = _retrieval_accuracy(backward(c[1]), k[0])
-            if self.reversed_negative:
-                with buffers_kept(self.key_encoder):
-                    reversed_key = F.normalize(self.key_encoder(online_clips[4])[0], dim=-1)
-                positive_similarity = (query[:, None] * positives).sum(-1)  # (B, 3)
-                beats = positive_similarity > (query * reversed_key).sum(-1, keepdim=True)
-                outputs["reversal_acc"] = beats.float().mean()
         if training:
             self.queue.enqueue(positives[:, 1])
         return outputs

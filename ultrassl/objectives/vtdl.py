@@ -14,9 +14,14 @@ Ablation ladder (VTDL's table): basic augmentation (BA) is instance discriminati
 ``temporal_discrimination=True``; ``+TCA`` also sets the pipeline's ``tca=True`` (the
 defaults).
 
-``reversed_negative=True`` (an extension, off by default; :mod:`ultrassl.losses.time_reversal`)
-adds the anchor played backwards, encoded online like the temporal negative, as one more
-negative of the query: the encoder must then tell a clip from its time reversal.
+``reversed_negative=True`` (an extension, off by default) adds the anchor played backwards,
+encoded online like the temporal negative, as one more negative of the query. The published
+pretext never asks which way time runs: where each clip looks like no other it is solved by
+appearance, and on classes that are time reversals of each other (the motion clips' MoveLeft
+and MoveRight) its features carry no more of the direction than a random network's. A clip and
+its reversal hold the same frames, so only their order tells them apart (the arrow-of-time
+pretext of Wei et al., CVPR 2018, and the temporal-transformation negatives of Jenni et al.,
+ECCV 2020, ask the same). The README, "Transfer benchmark", gives what it changes.
 
 Logged: ``loss``; ``contrastive_acc``, the top-1 retrieval of the positive among the queue
 and the online negatives (chance ``1 / (K + 1 + M)`` with M of them: the temporal negative,
@@ -45,7 +50,6 @@ from torch import nn
 
 from ultrassl.engine.base import PretrainModule
 from ultrassl.losses.infonce import InfoNCELoss
-from ultrassl.losses.time_reversal import reversed_in_time
 from ultrassl.models.heads import MLPHead, Norm
 from ultrassl.models.momentum import KeyQueue, MomentumEncoder, buffers_kept
 from ultrassl.transforms.base import batch_param
@@ -120,7 +124,7 @@ class VTDL(PretrainModule):
             far_enough = batch_param(batch, self.negative_key, "temporal", "negative_far_enough")
             masks.append(far_enough.to(device=anchor.device, dtype=torch.bool))
         if self.reversed_negative:
-            online_clips.append(reversed_in_time(anchor))
+            online_clips.append(torch.flip(anchor, dims=(2,)))  # the time axis of (B, C, T, H, W)
             masks.append(torch.ones(anchor.shape[0], dtype=torch.bool, device=anchor.device))
         query, *negatives = self.project(torch.cat(online_clips)).chunk(len(online_clips))
         key = F.normalize(self.key_encoder(batch[self.positive_key]), dim=1)
