@@ -106,7 +106,6 @@ def test_every_logged_scalar_moves_over_a_few_steps(config, sweeps, motion, tmp_
     assert not constant, f"{config.stem}: scalars constant over {STEPS} training steps: {constant}"
 
 
-
 def test_the_reversal_accuracy_moves_with_the_reversed_negative(motion, tmp_path, one_thread):
     """VTDL's time-reversed negative is off in the shipped config, so its metric is checked here."""
     torch.manual_seed(0)

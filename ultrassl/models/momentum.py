@@ -7,7 +7,6 @@ Both keep their whole state in parameters and buffers, so a checkpoint restores 
 from __future__ import annotations
 
 import copy
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -105,17 +104,3 @@ class KeyQueue(nn.Module):
         self.queue[rows] = keys
         self.pointer.fill_((start + n) % self.size)
         self.filled.fill_(min(self.size, int(self.filled) + n))
-
-
-@contextmanager
-def buffers_kept(module: nn.Module):
-    """Run ``module`` without its buffers changing (BatchNorm statistics in training mode).
-
-    For scoring extra clips with a momentum encoder: its statistics stay those of the keys the
-    loss uses."""
-    saved = [buffer.clone() for buffer in module.buffers()]
-    try:
-        yield
-    finally:
-        for buffer, value in zip(module.buffers(), saved):
-            buffer.copy_(value)

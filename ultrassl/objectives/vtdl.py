@@ -42,6 +42,7 @@ a short video could not place far enough from the anchor.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -51,7 +52,7 @@ from torch import nn
 from ultrassl.engine.base import PretrainModule
 from ultrassl.losses.infonce import InfoNCELoss
 from ultrassl.models.heads import MLPHead, Norm
-from ultrassl.models.momentum import KeyQueue, MomentumEncoder, buffers_kept
+from ultrassl.models.momentum import KeyQueue, MomentumEncoder
 from ultrassl.transforms.base import batch_param
 
 
@@ -156,7 +157,7 @@ class VTDL(PretrainModule):
         over the loss's logits measures which encoder made a vector, not what the clips show.
         Here the negatives go through the momentum encoder like the positive and the queue.
         """
-        with buffers_kept(self.key_encoder):
+        with _buffers_kept(self.key_encoder):
             negative_keys = F.normalize(self.key_encoder(torch.cat(negative_clips)), dim=1).chunk(len(negative_clips))
         mask = torch.stack(masks, 1)
         logits = self.criterion.logits(query, key, queue, torch.stack(negative_keys, 1), mask)
@@ -170,3 +171,13 @@ class VTDL(PretrainModule):
             outputs[name] = beats.sum() / counted.sum().clamp(min=1)
         return outputs
 
+
+@contextmanager
+def _buffers_kept(module: nn.Module):
+    """Run ``module`` without its buffers changing (BatchNorm statistics in training mode)."""
+    saved = [buffer.clone() for buffer in module.buffers()]
+    try:
+        yield
+    finally:
+        for buffer, value in zip(module.buffers(), saved):
+            buffer.copy_(value)
