@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ultrassl.benchmark.profile import load_profile, select  # noqa: E402
+from ultrassl.benchmark.report import interval_text  # noqa: E402
 from ultrassl.benchmark.runner import RECORD, Runner  # noqa: E402
 from ultrassl.benchmark.stats import mean_interval, paired_difference  # noqa: E402
 from ultrassl.benchmark.store import read_json  # noqa: E402
@@ -43,13 +44,6 @@ from ultrassl.downstream.tasks import get_task  # noqa: E402
 from ultrassl.synth.motion import MOTION_PAIRS  # noqa: E402
 
 TASK = "action_recognition"
-
-
-def cell(interval, sign: str = "") -> str:
-    """``mean [low, high]``; the bounds "n/a" with fewer than two seeds."""
-    if interval.low is None:
-        return f"{interval.mean:{sign}.3f} [n/a]"
-    return f"{interval.mean:{sign}.3f} [{interval.low:{sign}.3f}, {interval.high:{sign}.3f}]"
 
 
 def kind_and_direction(confusion: np.ndarray, class_names: list[str]) -> dict[str, float]:
@@ -107,11 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| arm | {' | '.join(metrics)} |\n|---|{'---:|' * len(metrics)}")
     for name, by_seed in [("random_init", reference), *scores.items()]:
         cells = [mean_interval(v[m] for v in by_seed.values()) for m in metrics]
-        print(f"| {name} | " + " | ".join(cell(c) for c in cells) + " |")
+        print(f"| {name} | " + " | ".join(interval_text(c) for c in cells) + " |")
     for name, by_seed in scores.items():
         cells = [paired_difference({s: v[m] for s, v in by_seed.items()}, {s: v[m] for s, v in reference.items()})
                  for m in metrics]
-        print(f"| {name} − random init | " + " | ".join(cell(c, "+") for c in cells) + " |")
+        print(f"| {name} − random init | " + " | ".join(interval_text(c, signed=True) for c in cells) + " |")
     return 0
 
 
