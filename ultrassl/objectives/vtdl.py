@@ -131,10 +131,8 @@ class VTDL(PretrainModule):
         key = F.normalize(self.key_encoder(batch[self.positive_key]), dim=1)
 
         queue = self.queue.keys()
-        if negatives:
-            logits = self.criterion.logits(query, key, queue, torch.stack(negatives, 1), torch.stack(masks, 1))
-        else:
-            logits = self.criterion.logits(query, key, queue)
+        extra = (torch.stack(negatives, 1), torch.stack(masks, 1)) if negatives else (None, None)
+        logits = self.criterion.logits(query, key, queue, *extra)
         loss = F.cross_entropy(logits, torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device))
         outputs = {"loss": loss}
         if not negatives:
