@@ -46,3 +46,54 @@ def test_label_draws_default_to_one_and_a_protocol_may_set_its_own():
             load_profile({**MADE, "tasks": plane_task(label_draws=bad)})
         with pytest.raises(ProfileError, match="protocol 'linear': label_draws"):
             load_profile({**MADE, "tasks": plane_task(protocols={"linear": {"label_draws": bad}})})
+
+
+def test_a_variant_states_only_what_it_changes(tmp_path):
+    import yaml
+
+    base = {**MADE, "tasks": plane_task(overrides={"model.init_args.lr": 0.01, "trainer.max_epochs": 3})}
+    base["objectives"] = {**MADE["objectives"],
+                          "cvrl": {"domain": "ultrasound", "config": "configs/pretrain/cvrl.yaml"}}
+    (tmp_path / "parent.yaml").write_text(yaml.safe_dump(base))
+    variant = {"base": "parent.yaml", "name": "variant", "seeds": [3, 4, 5],
+               "objectives": {"cvrl": None},
+               "tasks": {"plane_detection": {"max_steps": 20,
+                                             "overrides": {"model.init_args.lr": 0.1, "trainer.max_epochs": None}}}}
+    (tmp_path / "variant.yaml").write_text(yaml.safe_dump(variant))
+    profile = load_profile(tmp_path / "variant.yaml")
+
+    assert profile.name == "variant" and profile.seeds == (3, 4, 5)        # a list replaces the base's
+    assert list(profile.objectives) == ["order_geometry"]                  # null drops a named entry
+    plan = profile.tasks["plane_detection"]
+    assert plan.max_steps == 20 and plan.batch_size == 4                   # mappings merge key by key
+    assert [p.fractions for p in plan.protocols] == [(0.25, 1.0)] * len(plan.protocols)
+    # an override set to null is a setting, not a removal
+    assert plan.overrides == {"model.init_args.lr": 0.1, "trainer.max_epochs": None}
+    assert "base" not in profile.raw and profile.domains == load_profile(base).domains
+
+
+def test_the_reversed_motion_profile_is_the_motion_profile_but_for_its_objective():
+    motion, reversed_ = load_profile("motion"), load_profile("motion_reversed")
+    assert list(reversed_.objectives) == ["vtdl_natural_reversed"]
+    objective = reversed_.objectives["vtdl_natural_reversed"]
+    assert objective.config == motion.objectives["vtdl_natural"].config
+    assert objective.overrides == {**motion.objectives["vtdl_natural"].overrides,
+                                   "model.init_args.reversed_negative": True}
+    assert (reversed_.seeds, reversed_.arms, reversed_.domains, reversed_.tasks) == \
+        (motion.seeds, motion.arms, motion.domains, motion.tasks)
+
+
+def test_a_base_that_is_missing_or_circular_is_refused(tmp_path):
+    import yaml
+
+    from ultrassl.benchmark.profile import ProfileError
+
+    with pytest.raises(ProfileError, match="no_such_profile: no such profile"):
+        load_profile({**MADE, "tasks": plane_task(), "base": "no_such_profile"})
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"base": "b.yaml", "name": "a"}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"base": "a.yaml", "name": "b"}))
+    with pytest.raises(ProfileError, match=r"a\.yaml: profiles name each other as base in a cycle: .*a\.yaml -> "
+                                           r".*b\.yaml -> .*a\.yaml"):
+        load_profile(tmp_path / "a.yaml")
+    with pytest.raises(ProfileError, match="base names a profile"):
+        load_profile({**MADE, "tasks": plane_task(), "base": 3})

@@ -38,6 +38,14 @@ sets one: the ceiling) and ``baseline`` (the task's model-free baseline). Every 
 a pretrained arm with random init shares one budget; the ceiling is no such comparison (it
 shows what the labels allow), so a task may give it more steps than its fine-tunes. Paths
 are relative to the profile's folder, else to the source tree.
+
+A variant names the profile it starts from and states only what it changes::
+
+    base: motion                        # a shipped profile's name, or a YAML file
+    name: motion_reversed
+    objectives:
+      cate_natural: null                # dropped
+      vtdl_natural: {overrides: {model.init_args.reversed_negative: true}}   # merged in
 """
 
 from __future__ import annotations
@@ -64,6 +72,8 @@ PROFILE_DIR = ROOT / "configs" / "benchmark"
 ARM_KINDS = ("pretrained", "random_init", "supervised", "baseline")
 #: the simulators a domain can draw its data from
 SIMULATORS = ("fetal_sweep", "motion")
+#: a profile's named collections: a variant drops an entry by setting it to null (``base``)
+NAMED = ("domains", "objectives", "tasks")
 
 
 class ProfileError(ValueError):
@@ -226,11 +236,10 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
     """Read and check a profile: a shipped profile's name, a YAML file or a dict."""
     if isinstance(name_or_path, Mapping):
         raw, source = copy.deepcopy(dict(name_or_path)), None
+        raw = _with_base(raw, "profile", ())
     else:
         source = profile_path(name_or_path).resolve()
-        raw = yaml.safe_load(source.read_text())
-        if not isinstance(raw, dict):
-            raise ProfileError(f"{source}: a profile is a mapping")
+        raw = _read_mapping(source, ())
     base = source.parent if source is not None else ROOT
     where = str(source or "profile")
 
@@ -346,6 +355,53 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
                    arms=arms, domains=domains, objectives=objectives, tasks=tasks,
                    save_models=bool(raw.get("save_models", False)), raw=json.loads(json.dumps(raw)),
                    config_files=tuple(sorted({o.config for o in objectives.values()} | {t.config for t in tasks.values()})))
+
+
+def _read_mapping(source: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """A profile file as a mapping, its ``base`` (if any) merged in."""
+    if source in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, source))
+        raise ProfileError(f"{chain[0]}: profiles name each other as base in a cycle: {cycle}")
+    try:
+        raw = yaml.safe_load(source.read_text())
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"{source}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{source}: a profile is a mapping")
+    return _with_base(raw, str(source), (*chain, source))
+
+
+def _with_base(raw: dict[str, Any], where: str, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """``raw`` over the profile its ``base`` names (a shipped profile's name or a file, relative
+    to ``raw``'s folder first), so that a variant states only what it changes.
+
+    Mappings merge key by key and any other value (a list, a number, null) replaces the base's,
+    except that an entry of :data:`NAMED` set to null is dropped: ``objectives: {cate: null}``
+    runs the base's profile without CATE. The result has no ``base`` key: a run records the
+    profile it ran, not how it was written.
+    """
+    if "base" not in raw:
+        return raw
+    name = raw.pop("base")
+    if not isinstance(name, str) or not name:
+        raise ProfileError(f"{where}: base names a profile (a shipped name or a YAML file), got {name!r}")
+    sibling = chain[-1].parent / name if chain else None
+    path = sibling if sibling is not None and sibling.is_file() else profile_path(name)
+    merged = _merged(_read_mapping(path.resolve(), chain), raw)
+    for key in NAMED:
+        if isinstance(merged.get(key), dict):
+            merged[key] = {k: v for k, v in merged[key].items() if v is not None}
+    return merged
+
+
+def _merged(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merged(dict(out[key]), value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def _draws(value: Any, where: str) -> int:
