@@ -42,10 +42,12 @@ are relative to the profile's folder, else to the source tree.
 A variant names the profile it starts from and states only what it changes::
 
     base: motion                        # a shipped profile's name, or a YAML file
-    name: motion_reversed
+    name: motion_vtdl_cep
     objectives:
       cate_natural: null                # dropped
       vtdl_natural: {overrides: {model.init_args.reversed_negative: true}}   # merged in
+
+The merged profile's paths are then read from the variant's folder, else the source tree.
 """
 
 from __future__ import annotations
