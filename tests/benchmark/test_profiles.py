@@ -97,3 +97,21 @@ def test_a_base_that_is_missing_or_circular_is_refused(tmp_path):
         load_profile(tmp_path / "a.yaml")
     with pytest.raises(ProfileError, match="base names a profile"):
         load_profile({**MADE, "tasks": plane_task(), "base": 3})
+
+
+@pytest.mark.parametrize("path", sorted(PROFILE_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_no_shipped_cate_encodes_an_augmentation_its_profile_turns_off(path):
+    """A token of an augmentation that never happens is one constant (``val/flip_token_std``
+    0.000): it tells the head nothing, and its metric never moves."""
+    import yaml
+
+    profile = load_profile(path)
+    for objective in profile.objectives.values():
+        config = yaml.safe_load(objective.config.read_text())
+        if not config["model"]["class_path"].endswith(".CATE"):
+            continue
+        settings = {**profile.domains[objective.domain].pretrain_overrides, **objective.overrides}
+        tokens = settings.get("model.init_args.tokens", config["model"]["init_args"]["tokens"])
+        flip_prob = settings.get("data.init_args.pipeline.init_args.flip_prob",
+                                 config["data"]["init_args"]["pipeline"]["init_args"].get("flip_prob", 0.5))
+        assert not (flip_prob == 0 and "flip" in tokens), f"{profile.name}: {objective.name} encodes flips it never sees"
