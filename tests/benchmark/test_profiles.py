@@ -105,12 +105,14 @@ def test_no_shipped_cate_encodes_an_augmentation_its_profile_turns_off(path):
     0.000): it tells the head nothing, and its metric never moves."""
     import yaml
 
+    from ultrassl.benchmark.runner import pretrain_settings
+
     profile = load_profile(path)
     for objective in profile.objectives.values():
         config = yaml.safe_load(objective.config.read_text())
         if not config["model"]["class_path"].endswith(".CATE"):
             continue
-        settings = {**profile.domains[objective.domain].pretrain_overrides, **objective.overrides}
+        settings = pretrain_settings(profile.domains[objective.domain], objective)
         tokens = settings.get("model.init_args.tokens", config["model"]["init_args"]["tokens"])
         flip_prob = settings.get("data.init_args.pipeline.init_args.flip_prob",
                                  config["data"]["init_args"]["pipeline"]["init_args"].get("flip_prob", 0.5))

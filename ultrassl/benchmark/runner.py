@@ -58,6 +58,22 @@ def cli_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(plain(value))
 
 
+def pretrain_settings(domain: Domain, objective: Objective) -> dict[str, Any]:
+    """The dotted settings a profile gives an objective's pretraining over its config: the
+    domain's input size and budget, then the domain's overrides, then the objective's."""
+    settings: dict[str, Any] = {}
+    if domain.size is not None:
+        settings["data.init_args.pipeline.init_args.size"] = domain.size
+    if domain.pretrain_max_steps is not None:
+        settings["trainer.max_steps"] = domain.pretrain_max_steps
+        settings["trainer.max_epochs"] = -1  # the steps decide
+    if domain.pretrain_batch_size is not None:
+        settings["data.init_args.batch_size"] = domain.pretrain_batch_size
+    settings.update(domain.pretrain_overrides)
+    settings.update(objective.overrides)
+    return settings
+
+
 def config_digest(cfg: Mapping[str, Any]) -> str:
     """SHA-256 of an arm config: equal digests, identical runs."""
     return hashlib.sha256(json.dumps(plain(cfg), sort_keys=True).encode()).hexdigest()
@@ -161,15 +177,7 @@ class Runner:
             "trainer.enable_progress_bar": self.progress,
             "trainer.enable_model_summary": self.progress,
         }
-        if domain.size is not None:
-            settings["data.init_args.pipeline.init_args.size"] = domain.size
-        if domain.pretrain_max_steps is not None:
-            settings["trainer.max_steps"] = domain.pretrain_max_steps
-            settings["trainer.max_epochs"] = -1  # the steps decide
-        if domain.pretrain_batch_size is not None:
-            settings["data.init_args.batch_size"] = domain.pretrain_batch_size
-        settings.update(domain.pretrain_overrides)
-        settings.update(objective.overrides)
+        settings.update(pretrain_settings(domain, objective))
         return ["fit", "-c", str(objective.config), f"--seed_everything={int(seed)}",
                 *[f"--{key}={cli_value(value)}" for key, value in settings.items()]]
 
