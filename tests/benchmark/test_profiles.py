@@ -103,9 +103,12 @@ def test_a_base_that_is_missing_or_circular_is_refused(tmp_path):
 def test_no_shipped_cate_encodes_an_augmentation_its_profile_turns_off(path):
     """A token of an augmentation that never happens is one constant (``val/flip_token_std``
     0.000): it tells the head nothing, and its metric never moves."""
+    import inspect
+
     import yaml
 
     from ultrassl.benchmark.runner import pretrain_settings
+    from ultrassl.models.checkpoint import import_class
 
     profile = load_profile(path)
     for objective in profile.objectives.values():
@@ -114,6 +117,10 @@ def test_no_shipped_cate_encodes_an_augmentation_its_profile_turns_off(path):
             continue
         settings = pretrain_settings(profile.domains[objective.domain], objective)
         tokens = settings.get("model.init_args.tokens", config["model"]["init_args"]["tokens"])
+        pipeline = config["data"]["init_args"]["pipeline"]
+        # the pipeline's own default; a pipeline that passes **kwargs on takes its parent's
+        signatures = (inspect.signature(cls.__init__).parameters for cls in import_class(pipeline["class_path"]).__mro__)
+        default = next(p["flip_prob"].default for p in signatures if "flip_prob" in p)
         flip_prob = settings.get("data.init_args.pipeline.init_args.flip_prob",
-                                 config["data"]["init_args"]["pipeline"]["init_args"].get("flip_prob", 0.5))
+                                 pipeline.get("init_args", {}).get("flip_prob", default))
         assert not (flip_prob == 0 and "flip" in tokens), f"{profile.name}: {objective.name} encodes flips it never sees"
