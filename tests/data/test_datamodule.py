@@ -5,11 +5,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from tests.sweeps import make_fetal_manifest
 from ultrassl.data.datamodule import EpochSeededSampler, ManifestDataModule, item_seed
 from ultrassl.data.manifest import manifest_hash, read_manifest, write_manifest
 from ultrassl.errors import ManifestError
+from ultrassl.pipelines.cvrl import CVRLPipeline
 from ultrassl.pipelines.order_geometry import OrderGeometryPipeline
 
 
@@ -77,6 +79,32 @@ def test_batches_repeat_per_seed_and_epoch_and_ignore_workers(manifest):
     epoch1 = _fingerprint(loader)
     assert epoch1 != epoch0 and sorted(p for b in epoch1 for p in b[0]) == sorted(p for b in epoch0 for p in b[0])
     assert epoch0 != _fingerprint(_module(manifest, seed=8).train_dataloader())
+
+
+def test_items_built_in_the_training_process_equal_a_workers_to_the_bit(manifest):
+    """8 x 64 x 80 views are large enough for torch to split the contrast jitter's mean over
+    threads; were they built on the training process's two threads, their last bits would
+    differ from a worker's (one thread), and so would the runs."""
+    pipeline = CVRLPipeline(num_frames=8, stride=1, size=(64, 80), in_channels=1, color_prob=1.0)
+
+    def first_batch(num_workers):
+        module = ManifestDataModule(manifest, pipeline, batch_size=4, clips_per_video=2, seed=7,
+                                   num_workers=num_workers)
+        module.setup("fit")
+        return next(iter(module.train_dataloader()))
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        in_process = first_batch(0)
+        assert torch.get_num_threads() == 2  # the training process keeps its threads
+    finally:
+        torch.set_num_threads(threads)
+    in_worker = first_batch(1)
+    assert in_process["view1"].shape == (4, 1, 8, 64, 80)
+    assert in_process["view1_params"]["intensity"]["contrast"].ne(1.0).all()  # the jitter ran
+    for view in ("view1", "view2"):
+        assert torch.equal(in_process[view], in_worker[view])
 
 
 def test_validation_draws_do_not_change_with_the_epoch(manifest):
