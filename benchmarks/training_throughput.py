@@ -7,6 +7,12 @@ and kernel selection, are not timed). Run it once per device to compare, e.g.::
 
     python benchmarks/training_throughput.py                                   # CPU, fp32
     python benchmarks/training_throughput.py --accelerator gpu --precision bf16-mixed
+
+Several precisions run one after the other on the same data, and each prints its speed as a
+ratio to the first's (one machine, one run: the ratio is what to compare across machines)::
+
+    python benchmarks/training_throughput.py --config configs/pretrain/cvrl.yaml \
+        --precision 32-true bf16-mixed
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/pretrain/order_geometry.yaml")
     parser.add_argument("--accelerator", default="cpu")
-    parser.add_argument("--precision", default="32-true")
+    parser.add_argument("--precision", nargs="+", default=["32-true"], help="one or more Lightning precisions")
     parser.add_argument("--steps", type=int, default=40, help="timed training steps")
     parser.add_argument("--warmup-steps", type=int, default=5)
     parser.add_argument("--sweeps", type=int, default=8)
@@ -71,29 +77,39 @@ def main(argv: list[str] | None = None) -> None:
         synthesize_fetal_sweeps(data, n_sweeps=args.sweeps, n_frames=64, seed=0)
         manifest, _ = write_index(index_folder(data, annotations=data / "annotations.csv", progress=False),
                                   data / "manifest.csv")
-        counter = ClipsPerSecond(args.warmup_steps)
-        cli_args = [
-            "fit", "-c", args.config,
-            f"--data.init_args.manifest={manifest}",
-            f"--trainer.accelerator={args.accelerator}",
-            f"--trainer.precision={args.precision}",
-            f"--trainer.max_steps={args.warmup_steps + args.steps}",
-            "--trainer.max_epochs=-1",
-            "--trainer.limit_val_batches=0",
-            "--trainer.enable_progress_bar=false",
-            f"--trainer.default_root_dir={tmp}/run",
-        ]
-        if args.num_workers is not None:
-            cli_args.append(f"--data.init_args.num_workers={args.num_workers}")
-        UltrasslCLI(cli_args, trainer_defaults={"callbacks": [counter]})
-        device = args.accelerator
-        if args.accelerator == "gpu":
-            import torch
+        first = None
+        for precision in args.precision:
+            speed = _clips_per_second(args, manifest, precision, Path(tmp) / f"run-{precision}")
+            first = first or speed
+            ratio = f"; {speed / first:.2f} x {args.precision[0]}" if precision != args.precision[0] else ""
+            print(f"{args.config} on {_device(args.accelerator)} ({precision}): {speed:.1f} clips/s{ratio}")
 
-            device = torch.cuda.get_device_name(0)
-        print(f"{args.config} on {device} ({args.precision}): {counter.clips / counter.elapsed:.1f} clips/s "
-              f"over {counter.clips} clips in {counter.elapsed:.1f} s")
 
+def _clips_per_second(args: argparse.Namespace, manifest: Path, precision: str, folder: Path) -> float:
+    counter = ClipsPerSecond(args.warmup_steps)
+    cli_args = [
+        "fit", "-c", args.config,
+        f"--data.init_args.manifest={manifest}",
+        f"--trainer.accelerator={args.accelerator}",
+        f"--trainer.precision={precision}",
+        f"--trainer.max_steps={args.warmup_steps + args.steps}",
+        "--trainer.max_epochs=-1",
+        "--trainer.limit_val_batches=0",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={folder}",
+    ]
+    if args.num_workers is not None:
+        cli_args.append(f"--data.init_args.num_workers={args.num_workers}")
+    UltrasslCLI(cli_args, trainer_defaults={"callbacks": [counter]})
+    return counter.clips / counter.elapsed
+
+
+def _device(accelerator: str) -> str:
+    if accelerator == "gpu":
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    return accelerator
 
 if __name__ == "__main__":
     main()
