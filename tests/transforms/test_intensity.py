@@ -23,7 +23,9 @@ from ultrassl.transforms.intensity import (
     RandUltrasoundIntensity,
     RandUltrasoundIntensityd,
     ToFloatClip,
+    adjust_contrast,
     adjust_hue,
+    serial_mean,
 )
 from ultrassl.transforms.per_frame import PerFrame
 
@@ -251,3 +253,25 @@ def test_records_collate_in_a_dataloader_batch():
     assert len(params["color_jitter"]["order"]) == 4
     assert params["blur"]["sigma"].dtype == torch.float64
     assert params["intensity"]["frames"][4]["gamma"].shape == (4,)
+
+
+def test_the_contrast_mean_is_the_same_on_any_number_of_threads():
+    """Above 32,768 elements torch splits a mean over its threads, and the partial sums round
+    differently: a plain ``mean()`` of such a clip may differ in the last bit between one thread
+    (a loading worker) and two (the training process). ``serial_mean`` may not."""
+    generator = torch.Generator().manual_seed(3)
+    clips = [torch.rand(1, 8, 64, 80, generator=generator) for _ in range(10)]
+    clips = [c * (c > 0.7) for c in clips]  # mostly dark, as a sector on black
+    threads = torch.get_num_threads()
+    results = {}
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            results[count] = [(c.mean(), serial_mean(c), adjust_contrast(c, 0.5)) for c in clips]
+            assert torch.get_num_threads() == count  # restored after the serial sum
+    finally:
+        torch.set_num_threads(threads)
+    assert any(not torch.equal(one[0], two[0]) for one, two in zip(results[1], results[2]))  # the rounding guarded against
+    for (one_plain, one_serial, one_contrast), (_, two_serial, two_contrast) in zip(results[1], results[2]):
+        assert torch.equal(one_serial, two_serial) and torch.equal(one_serial, one_plain)
+        assert torch.equal(one_contrast, two_contrast)

@@ -11,28 +11,21 @@
   each item (``Compose.set_random_state``, which reseeds every random step in it).
 
 So a run repeats exactly with the same seed, does not depend on ``num_workers``, and a run
-resumed from an end-of-epoch checkpoint sees the same batches as one that never stopped. Items
-are built on one intra-op thread in every process, as a loading worker builds them: a
-reduction over a large clip (a contrast jitter's mean) sums in a thread-dependent order, so
-items built in the training process on its threads would differ from a worker's in the last
-bit, and the runs would drift apart.
+resumed from an end-of-epoch checkpoint sees the same batches as one that never stopped.
 Validation items use epoch 0 in every epoch: the held-out draws (permutations, affines) are
 the same each time they are scored.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import pandas as pd
-import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from ultrassl.data.bad_clips import BadClipLimitError, BadClipPolicy, attach_failures, failure_line
@@ -45,20 +38,6 @@ from ultrassl.errors import ClipReadError, ManifestError
 def item_seed(seed: int, epoch: int, index: int) -> int:
     """The seed (``[0, 2**32)``) of item ``index`` in ``epoch`` of a run seeded with ``seed``."""
     return int(np.random.SeedSequence([int(seed), 1, int(epoch), int(index)]).generate_state(1)[0])
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the block on one intra-op thread (a loading worker's setting), then restore."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def epoch_order(seed: int, epoch: int, length: int) -> np.ndarray:
@@ -99,8 +78,7 @@ class SeededItems(Dataset):
         for _ in range(self.bad_clips.max_attempts + 1):
             self.dataset.transform.set_random_state(seed=seed)
             try:
-                with one_thread():
-                    sample = self.dataset[candidate % len(self.dataset)]
+                sample = self.dataset[candidate % len(self.dataset)]
             except ClipReadError as exc:
                 if self.bad_clips.on_error == "raise":
                     raise

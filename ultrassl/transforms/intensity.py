@@ -9,7 +9,8 @@ are only scaled, never mixed with per-frame statistics.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+import contextlib
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,32 @@ def grayscale(clip: torch.Tensor) -> torch.Tensor:
     return (clip * weights).sum(dim=0, keepdim=True)
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def serial_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean of every element of ``x``, summed on one thread.
+
+    torch splits a reduction over more than 32,768 elements (an 8 x 64 x 80 clip) across its
+    intra-op threads, and the partial sums round differently with their number: a clip built in
+    a loading worker (one thread) and in the training process (several) would differ in the
+    last bit, and the runs trained on them would drift apart. Summed on one thread, the mean is
+    the same wherever the clip is built, and is what a worker has always computed.
+    """
+    with _one_thread():
+        return x.mean()
+
+
 def adjust_brightness(clip: torch.Tensor, factor: float) -> torch.Tensor:
     """Multiply intensities by ``factor`` (a gain), clamped to [0, 1]."""
     return (clip * factor).clamp(0.0, 1.0)
@@ -52,7 +79,7 @@ def adjust_brightness(clip: torch.Tensor, factor: float) -> torch.Tensor:
 
 def adjust_contrast(clip: torch.Tensor, factor: float) -> torch.Tensor:
     """Blend with the clip's mean luminance: ``factor * x + (1 - factor) * mean``, clamped."""
-    mean = grayscale(clip).mean()
+    mean = serial_mean(grayscale(clip))
     return (factor * clip + (1.0 - factor) * mean).clamp(0.0, 1.0)
 
 
