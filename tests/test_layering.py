@@ -3,8 +3,8 @@
 The layers, bottom to top (a unit is a subpackage of ``ultrassl``, one of its top-level
 modules, or a top-level package of the repository):
 
-0. ``ultrassl`` (the version), ``errors``, ``plain``, ``distributed``, ``atomic``: what everything may
-   use, importing nothing of the package;
+0. ``ultrassl`` (the version), ``errors``, ``plain``, ``distributed``, ``atomic``, ``threads``:
+   what everything may use, importing nothing of the package;
 1. ``io``: the readers (files -> frames, header facts);
 2. ``transforms``: MONAI-style clip transforms over the readers, their recorded parameters
    (``batch_param`` reads them back) and the annotation sidecars they attach;
@@ -38,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("ultrassl", "data_tools", "apps")
 LAYERS: list[set[str]] = [
-    {"ultrassl", "ultrassl.errors", "ultrassl.plain", "ultrassl.distributed", "ultrassl.atomic"},
+    {"ultrassl", "ultrassl.errors", "ultrassl.plain", "ultrassl.distributed", "ultrassl.atomic", "ultrassl.threads"},
     {"ultrassl.io"},
     {"ultrassl.transforms"},
     {"ultrassl.data"},

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ultrassl.threads import one_thread
 
 
 @dataclass
@@ -162,20 +164,11 @@ def fit_logistic_regression(
 SINGLE_THREAD_WORK = 50_000_000
 
 
-@contextlib.contextmanager
-def _threads_for(work: int) -> Iterator[None]:
+def _threads_for(work: int) -> contextlib.AbstractContextManager[None]:
     """One intra-op thread while solving a small problem. L-BFGS spends its time in many tiny
     vector operations (dot products of the K x F parameters), where synchronising threads costs
     far more than the arithmetic: on a busy 2-core machine 50 times more."""
-    threads = torch.get_num_threads()
-    if work >= SINGLE_THREAD_WORK or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return one_thread(when=work < SINGLE_THREAD_WORK)
 
 
 def load_into_head(head: nn.Sequential, probe: LogisticRegression) -> None:

@@ -9,8 +9,7 @@ are only scaled, never mixed with per-frame statistics.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from monai.config import KeysCollection
 from monai.networks.layers import gaussian_1d, separable_filtering
 from monai.transforms import MapTransform, Transform
 
+from ultrassl.threads import one_thread
 from ultrassl.transforms.base import ClipRandomizable, ClipRandomizableD, check_clip
 from ultrassl.transforms.per_frame import PerFrame
 
@@ -46,19 +46,6 @@ def grayscale(clip: torch.Tensor) -> torch.Tensor:
     return (clip * weights).sum(dim=0, keepdim=True)
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def serial_mean(x: torch.Tensor) -> torch.Tensor:
     """The mean of every element of ``x``, summed on one thread.
 
@@ -68,7 +55,7 @@ def serial_mean(x: torch.Tensor) -> torch.Tensor:
     last bit, and the runs trained on them would drift apart. Summed on one thread, the mean is
     the same wherever the clip is built, and is what a worker has always computed.
     """
-    with _one_thread():
+    with one_thread():
         return x.mean()
 
 
