@@ -83,6 +83,15 @@ def test_the_reversed_motion_profile_is_the_motion_profile_but_for_its_objective
         (motion.seeds, motion.arms, motion.domains, motion.tasks)
 
 
+def test_the_planes_profile_is_the_demo_with_same_frame_cvrl_beside_its_objective():
+    demo, planes = load_profile("demo"), load_profile("planes")
+    assert list(planes.objectives) == ["order_geometry", "cvrl_same_frame"]
+    assert planes.objectives["order_geometry"] == demo.objectives["order_geometry"]
+    assert planes.objectives["cvrl_same_frame"].overrides["data.init_args.pipeline.init_args.max_gap"] == 0
+    assert (planes.arms, planes.domains, planes.tasks) == (demo.arms, demo.domains, demo.tasks)
+    assert planes.seeds == (0, 1, 2) and not planes.save_models
+
+
 def test_a_base_that_is_missing_or_circular_is_refused(tmp_path):
     import yaml
 
