@@ -111,5 +111,6 @@ def _device(accelerator: str) -> str:
         return torch.cuda.get_device_name(0)
     return accelerator
 
+
 if __name__ == "__main__":
     main()
