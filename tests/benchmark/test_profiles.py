@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ultrassl.benchmark.profile import PROFILE_DIR, load_profile
@@ -133,3 +135,41 @@ def test_no_shipped_cate_encodes_an_augmentation_its_profile_turns_off(path):
         flip_prob = settings.get("data.init_args.pipeline.init_args.flip_prob",
                                  pipeline.get("init_args", {}).get("flip_prob", default))
         assert not (flip_prob == 0 and "flip" in tokens), f"{profile.name}: {objective.name} encodes flips it never sees"
+
+
+def test_a_profiles_trainer_options_reach_every_trained_run_before_its_own_overrides(tmp_path):
+    """``trainer`` reaches each pretraining and each arm; a domain's or task's override wins."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from ultrassl.benchmark.runner import Runner
+    from ultrassl.models.encoders import RandomEncoder
+
+    raw = yaml.safe_load((Path(__file__).with_name("tiny.yaml")).read_text())
+    raw["trainer"] = {"precision": "bf16-mixed", "gradient_clip_val": 1.0}
+    raw["tasks"]["plane_detection"]["overrides"]["trainer.gradient_clip_val"] = 0.5
+    profile = load_profile(raw)
+    runner = Runner(profile, tmp_path)
+    runner.data = {"ultrasound": SimpleNamespace(pretrain_manifest=tmp_path / "pretrain.csv",
+                                                 labelled={0: {1.0: [tmp_path / "labelled.csv"]}})}
+    args = runner.pretrain_args(profile.objectives["order_geometry"], 0, tmp_path / "run")
+    assert "--trainer.precision=bf16-mixed" in args and "--trainer.gradient_clip_val=1.0" in args
+    assert "--trainer.max_steps=2" in args  # the budget stays the domain's
+    encoder = RandomEncoder("tiny3d", {"channels": [4, 8, 8]}, 1, seed=0)
+    cfg = runner.arm_cfg(profile.tasks["plane_detection"], encoder, "finetune", 0, 1.0, 2, 4)
+    assert cfg["trainer"]["precision"] == "bf16-mixed" and cfg["trainer"]["gradient_clip_val"] == 0.5
+    assert cfg["trainer"]["max_steps"] == 2
+
+
+def test_the_benchmark_keeps_its_own_trainer_options(tmp_path):
+    from ultrassl.benchmark.profile import ProfileError
+
+    with pytest.raises(ProfileError, match="trainer: max_steps are set by the benchmark"):
+        load_profile({**MADE, "tasks": plane_task(), "trainer": {"max_steps": 10}})
+    with pytest.raises(ProfileError, match="trainer is a mapping"):
+        load_profile({**MADE, "tasks": plane_task(), "trainer": ["gpu"]})
+
+
+def test_the_full_profile_trains_every_run_on_the_gpu_in_bf16():
+    assert load_profile("full").trainer == {"accelerator": "gpu", "precision": "bf16-mixed"}

@@ -7,6 +7,8 @@ size, pool sizes, budgets, seeds) lives in the profile, none in the code::
     name: quick
     seeds: [0, 1, 2]
     arms: [pretrained, random_init, supervised, baseline]
+    trainer: {}                         # Lightning Trainer options of every trained run
+                                        # (e.g. {accelerator: gpu, precision: bf16-mixed})
     domains:
       ultrasound:                       # one simulated data set, split by subject
         simulator: fetal_sweep          # or motion (split by UCF101-style group)
@@ -37,7 +39,10 @@ labelled subject with the task's fine-tune budget, or the ``ceiling`` budget whe
 sets one: the ceiling) and ``baseline`` (the task's model-free baseline). Every comparison of
 a pretrained arm with random init shares one budget; the ceiling is no such comparison (it
 shows what the labels allow), so a task may give it more steps than its fine-tunes. Paths
-are relative to the profile's folder, else to the source tree.
+are relative to the profile's folder, else to the source tree. ``trainer`` options reach every
+run that trains (each pretraining, fine-tune and ceiling) before the domain's, objective's and
+task's own overrides, which win; the budget and the run folders are the benchmark's
+(:data:`BENCHMARK_TRAINER_OPTIONS`).
 
 A variant names the profile it starts from and states only what it changes::
 
@@ -76,6 +81,9 @@ ARM_KINDS = ("pretrained", "random_init", "supervised", "baseline")
 SIMULATORS = ("fetal_sweep", "motion")
 #: a profile's named collections: a variant drops an entry by setting it to null (``base``)
 NAMED = ("domains", "objectives", "tasks")
+#: Trainer options the benchmark sets itself (budgets, run folders, output): not a profile's
+BENCHMARK_TRAINER_OPTIONS = ("max_steps", "max_epochs", "default_root_dir", "enable_progress_bar",
+                             "enable_model_summary")
 
 
 class ProfileError(ValueError):
@@ -192,6 +200,7 @@ class Profile:
     objectives: dict[str, Objective]
     tasks: dict[str, TaskPlan]
     save_models: bool = False
+    trainer: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     config_files: tuple[Path, ...] = ()
 
@@ -263,6 +272,14 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
     unknown = sorted(set(arms) - set(ARM_KINDS))
     if unknown:
         raise ProfileError(f"{where}: unknown arms {unknown}; known: {', '.join(ARM_KINDS)}")
+
+    trainer = raw.get("trainer") or {}
+    if not isinstance(trainer, Mapping):
+        raise ProfileError(f"{where}: trainer is a mapping of Lightning Trainer options, got {trainer!r}")
+    owned = sorted(set(trainer) & set(BENCHMARK_TRAINER_OPTIONS))
+    if owned:
+        raise ProfileError(f"{where}: trainer: {', '.join(owned)} are set by the benchmark (the budgets are the "
+                           "domains' and tasks' max_steps); remove them")
 
     domains = {}
     for name, node in (need(raw, "domains", "the profile") or {}).items():
@@ -355,7 +372,8 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
 
     return Profile(name=str(raw.get("name") or (source.stem if source else "profile")), source=source, seeds=seeds,
                    arms=arms, domains=domains, objectives=objectives, tasks=tasks,
-                   save_models=bool(raw.get("save_models", False)), raw=json.loads(json.dumps(raw)),
+                   save_models=bool(raw.get("save_models", False)), trainer=dict(trainer),
+                   raw=json.loads(json.dumps(raw)),
                    config_files=tuple(sorted({o.config for o in objectives.values()} | {t.config for t in tasks.values()})))
 
 

@@ -58,10 +58,16 @@ def cli_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(plain(value))
 
 
-def pretrain_settings(domain: Domain, objective: Objective) -> dict[str, Any]:
+def trainer_settings(trainer: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A profile's ``trainer`` options as dotted settings of a run's config."""
+    return {f"trainer.{key}": value for key, value in (trainer or {}).items()}
+
+
+def pretrain_settings(domain: Domain, objective: Objective, trainer: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The dotted settings a profile gives an objective's pretraining over its config: the
-    domain's input size and budget, then the domain's overrides, then the objective's."""
-    settings: dict[str, Any] = {}
+    profile's ``trainer`` options, the domain's input size and budget, then the domain's
+    overrides, then the objective's."""
+    settings: dict[str, Any] = trainer_settings(trainer)
     if domain.size is not None:
         settings["data.init_args.pipeline.init_args.size"] = domain.size
     if domain.pretrain_max_steps is not None:
@@ -177,7 +183,7 @@ class Runner:
             "trainer.enable_progress_bar": self.progress,
             "trainer.enable_model_summary": self.progress,
         }
-        settings.update(pretrain_settings(domain, objective))
+        settings.update(pretrain_settings(domain, objective, self.profile.trainer))
         return ["fit", "-c", str(objective.config), f"--seed_everything={int(seed)}",
                 *[f"--{key}={cli_value(value)}" for key, value in settings.items()]]
 
@@ -240,11 +246,11 @@ class Runner:
     def arm_cfg(self, plan: TaskPlan, encoder: EncoderSpec, protocol: str, seed: int, fraction: float,
                 max_steps: int | None, batch_size: int, draw: int = 0) -> dict[str, Any]:
         """The config of one arm: the task config, the encoder, the labelled manifest of the
-        fraction, seed and label draw, the budget, the domain's input size and the profile's
-        overrides."""
+        fraction, seed and label draw, the budget, the profile's trainer options, the domain's
+        input size and the task's overrides."""
         domain = self.profile.domains[plan.domain]
         overrides: dict[str, Any] = {"data.init_args.split_column": "split", "data.init_args.train_split": "train",
-                                     "data.init_args.val_split": "val"}
+                                     "data.init_args.val_split": "val", **trainer_settings(self.profile.trainer)}
         if domain.size is not None:
             overrides["data.init_args.pipeline.init_args.size"] = domain.size
         overrides.update(plan.overrides)
