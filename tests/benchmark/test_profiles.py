@@ -126,7 +126,7 @@ def test_no_shipped_cate_encodes_an_augmentation_its_profile_turns_off(path):
         config = yaml.safe_load(objective.config.read_text())
         if not config["model"]["class_path"].endswith(".CATE"):
             continue
-        settings = pretrain_settings(profile.domains[objective.domain], objective)
+        settings = pretrain_settings(profile, objective)
         tokens = settings.get("model.init_args.tokens", config["model"]["init_args"]["tokens"])
         pipeline = config["data"]["init_args"]["pipeline"]
         # the pipeline's own default; a pipeline that passes **kwargs on takes its parent's

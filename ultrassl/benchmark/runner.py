@@ -63,11 +63,12 @@ def trainer_settings(trainer: Mapping[str, Any] | None) -> dict[str, Any]:
     return {f"trainer.{key}": value for key, value in (trainer or {}).items()}
 
 
-def pretrain_settings(domain: Domain, objective: Objective, trainer: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def pretrain_settings(profile: Profile, objective: Objective) -> dict[str, Any]:
     """The dotted settings a profile gives an objective's pretraining over its config: the
     profile's ``trainer`` options, the domain's input size and budget, then the domain's
     overrides, then the objective's."""
-    settings: dict[str, Any] = trainer_settings(trainer)
+    domain = profile.domains[objective.domain]
+    settings: dict[str, Any] = trainer_settings(profile.trainer)
     if domain.size is not None:
         settings["data.init_args.pipeline.init_args.size"] = domain.size
     if domain.pretrain_max_steps is not None:
@@ -183,7 +184,7 @@ class Runner:
             "trainer.enable_progress_bar": self.progress,
             "trainer.enable_model_summary": self.progress,
         }
-        settings.update(pretrain_settings(domain, objective, self.profile.trainer))
+        settings.update(pretrain_settings(self.profile, objective))
         return ["fit", "-c", str(objective.config), f"--seed_everything={int(seed)}",
                 *[f"--{key}={cli_value(value)}" for key, value in settings.items()]]
 
