@@ -135,7 +135,7 @@ def test_a_ceiling_budget_takes_only_steps_and_batch(tmp_path):
     profile["tasks"]["plane_detection"]["ceiling"] = {"max_steps": 3, "lr": 0.1}
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(profile))
-    with pytest.raises(ProfileError, match="ceiling takes max_steps and batch_size"):
+    with pytest.raises(ProfileError, match="ceiling takes max_steps, batch_size and overrides"):
         load_profile(bad)
 
 

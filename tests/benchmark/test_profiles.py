@@ -173,3 +173,74 @@ def test_the_benchmark_keeps_its_own_trainer_options(tmp_path):
 
 def test_the_full_profile_trains_every_run_on_the_gpu_in_bf16():
     assert load_profile("full").trainer == {"accelerator": "gpu", "precision": "bf16-mixed"}
+
+
+AFFINE = "data.init_args.pipeline.init_args.affine_prob"
+
+
+def _setting(cfg: dict, dotted: str):
+    node = cfg
+    for key in dotted.split("."):
+        node = node.get(key, {}) if isinstance(node, dict) else {}
+    return node if node != {} else None
+
+
+def _captured_runs(profile, tmp_path):
+    """Every config one seed of the plane task would run, by (unit, protocol, arm), without
+    training anything."""
+    from types import SimpleNamespace
+
+    from ultrassl.benchmark.runner import Runner
+
+    runner = Runner(profile, tmp_path)
+    plan = profile.tasks["plane_detection"]
+    labelled = {0: {f: [tmp_path / f"labelled_{f}_{d}.csv" for d in range(1 if f == 1 else plan.label_draws)]
+                    for f in plan.fractions}}
+    runner.data = {"ultrasound": SimpleNamespace(labelled=labelled,
+                                                 draws=lambda fraction, wanted: min(wanted, len(labelled[0][fraction])))}
+    runs: list[tuple[str, str, str, dict]] = []
+    runner.train_and_score = lambda task, cfg, folder, keys, save_model: (
+        runs.append(("train", keys["protocol"], keys["arm"], cfg)) or {})
+    runner.baseline = lambda task, cfg, folder, keys: runs.append(("baseline", "", keys["arm"], cfg))
+    runner.score_encoder = lambda protocol, options, cfg, folder, keys: runs.append(("encoder", protocol, keys["arm"], cfg))
+    runner.run_task(plan, 0, {})
+    return runs
+
+
+def test_a_protocols_overrides_reach_its_runs_and_the_ceiling_and_nothing_else(tmp_path):
+    """Training augmentation for the fine-tunes only: the linear probes and the raw-pixel
+    baseline read unwarped frames; the ceiling, a fine-tune, takes it, then its own overrides."""
+    profile = load_profile({**MADE, "arms": ["random_init", "supervised", "baseline"], "tasks": plane_task(
+        fractions=[0.5, 1.0], label_draws=2, overrides={"model.init_args.probe_passes": 1},
+        protocols={"linear": {}, "finetune": {"fractions": [0.5], "overrides": {AFFINE: 0.8, "model.init_args.lr": 0.003}}},
+        ceiling={"max_steps": 30, "overrides": {"model.init_args.lr": 0.01}})})
+    runs = _captured_runs(profile, tmp_path)
+    kinds = {(unit, protocol, arm) for unit, protocol, arm, _ in runs}
+    assert kinds == {("train", "finetune", "supervised"), ("train", "linear", "random_init"),
+                     ("train", "finetune", "random_init"), ("baseline", "", "baseline")}
+    for unit, protocol, arm, cfg in runs:
+        assert _setting(cfg, "model.init_args.probe_passes") == 1          # the task's, every run
+        if arm == "supervised":
+            assert _setting(cfg, AFFINE) == 0.8 and _setting(cfg, "model.init_args.lr") == 0.01
+            assert cfg["trainer"]["max_steps"] == 30
+        elif protocol == "finetune":
+            assert _setting(cfg, AFFINE) == 0.8 and _setting(cfg, "model.init_args.lr") == 0.003
+        else:
+            assert not _setting(cfg, AFFINE) and _setting(cfg, "model.init_args.lr") not in (0.003, 0.01)
+    # two label draws at 50 % for each protocol, one at 100 % for the probe
+    assert sum(1 for unit, protocol, *_ in runs if (unit, protocol) == ("train", "finetune")) == 1 + 2
+    assert sum(1 for unit, protocol, *_ in runs if (unit, protocol) == ("train", "linear")) == 3
+
+
+def test_a_protocol_or_ceiling_setting_the_profile_does_not_know_is_refused():
+    from ultrassl.benchmark.profile import ProfileError
+
+    with pytest.raises(ProfileError, match=r"protocol 'finetune' takes fractions, .*overrides; got \['lr'\]"):
+        load_profile({**MADE, "tasks": plane_task(protocols={"finetune": {"lr": 0.1}})})
+    with pytest.raises(ProfileError, match="protocol 'linear': overrides is a mapping"):
+        load_profile({**MADE, "tasks": plane_task(protocols={"linear": {"overrides": [AFFINE]}})})
+    with pytest.raises(ProfileError, match="ceiling: overrides is a mapping"):
+        load_profile({**MADE, "tasks": plane_task(ceiling={"overrides": "lr"})})
+    plan = load_profile({**MADE, "tasks": plane_task(ceiling={"overrides": {AFFINE: 0.5}})}).tasks["plane_detection"]
+    assert plan.ceiling_overrides == {AFFINE: 0.5}        # a task without a fine-tune protocol
+

@@ -24,7 +24,7 @@ size, pool sizes, budgets, seeds) lives in the profile, none in the code::
     tasks:
       plane_detection:
         domain: ultrasound
-        protocols: [linear, finetune]   # or {linear: {fractions: [0.2]}, finetune: {}}
+        protocols: [linear, finetune]   # or {linear: {fractions: [0.2]}, finetune: {overrides: {...}}}
         fractions: [0.05, 0.2, 1.0]
         label_draws: 3                  # label subsets per seed below 100 % (a protocol may set its own)
         max_steps: 100
@@ -38,7 +38,14 @@ Arms (``arms``): ``pretrained`` (one per objective of the task's domain), ``rand
 labelled subject with the task's fine-tune budget, or the ``ceiling`` budget where the task
 sets one: the ceiling) and ``baseline`` (the task's model-free baseline). Every comparison of
 a pretrained arm with random init shares one budget; the ceiling is no such comparison (it
-shows what the labels allow), so a task may give it more steps than its fine-tunes. Paths
+shows what the labels allow), so a task may give it more steps than its fine-tunes.
+
+A protocol may add ``overrides`` of its own, after the task's, to its runs only: training
+augmentation that a fine-tune needs but a linear probe's frozen features should not see
+(``finetune: {overrides: {data.init_args.pipeline.init_args.affine_prob: 0.8}}``). The ceiling
+is a fine-tune on every label, so it takes the ``finetune`` protocol's overrides, then
+``ceiling: {overrides: ...}`` (for a task that lists no fine-tune). The model-free baseline
+and the encoder protocols (kNN) read the data as the task's first protocol does. Paths
 are relative to the profile's folder, else to the source tree. ``trainer`` options reach every
 run that trains (each pretraining, fine-tune and ceiling) before the domain's, objective's and
 task's own overrides, which win; the budget and the run folders are the benchmark's
@@ -81,6 +88,8 @@ ARM_KINDS = ("pretrained", "random_init", "supervised", "baseline")
 SIMULATORS = ("fetal_sweep", "motion")
 #: a profile's named collections: a variant drops an entry by setting it to null (``base``)
 NAMED = ("domains", "objectives", "tasks")
+#: what a task's protocol may set (``protocols: {finetune: {...}}``)
+PROTOCOL_KEYS = ("fractions", "max_steps", "batch_size", "label_draws", "overrides")
 #: Trainer options the benchmark sets itself (budgets, run folders, output): not a profile's
 BENCHMARK_TRAINER_OPTIONS = ("max_steps", "max_epochs", "default_root_dir", "enable_progress_bar",
                              "enable_model_summary")
@@ -153,6 +162,7 @@ class Protocol:
     max_steps: int
     batch_size: int
     label_draws: int = 1
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -167,6 +177,8 @@ class TaskPlan:
         max_steps, batch_size: the budget of the supervised ceiling (the task's ``ceiling``,
             else the fine-tune's).
         overrides: dotted settings of every arm's config.
+        ceiling_overrides: dotted settings of the ceiling's config after ``overrides``: the
+            fine-tune protocol's, then the task's ``ceiling: {overrides}``.
         encoder_protocols: options of the task's encoder protocols (``{"knn": {"ks": [...]}}``).
         label_draws: label subsets per seed below 100 % of the labels for the baseline and
             the encoder protocols, and for every protocol that does not set its own.
@@ -181,6 +193,7 @@ class TaskPlan:
     overrides: dict[str, Any] = field(default_factory=dict)
     encoder_protocols: dict[str, dict[str, Any]] = field(default_factory=dict)
     label_draws: int = 1
+    ceiling_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fractions(self) -> tuple[float, ...]:
@@ -344,19 +357,26 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
                 raise ProfileError(f"{where}: {context}: unknown protocol {protocol!r}; "
                                    f"known: {', '.join(TRAINING_PROTOCOLS)}")
             options = options or {}
+            unknown = sorted(set(options) - set(PROTOCOL_KEYS))
+            if unknown:
+                raise ProfileError(f"{where}: {context}: protocol {protocol!r} takes {', '.join(PROTOCOL_KEYS)}; "
+                                   f"got {unknown}")
             own = tuple(float(f) for f in options.get("fractions") or fractions)
             protocols.append(Protocol(protocol, own, int(options.get("max_steps", max_steps)),
                                       int(options.get("batch_size", batch_size)),
                                       _draws(options.get("label_draws", label_draws),
-                                             f"{where}: {context}: protocol {protocol!r}")))
+                                             f"{where}: {context}: protocol {protocol!r}"),
+                                      _overrides(options.get("overrides"), f"{where}: {context}: protocol {protocol!r}")))
         for protocol in protocols:
             if not protocol.fractions or any(not 0 < f <= 1 for f in protocol.fractions):
                 raise ProfileError(f"{where}: {context}: fractions must lie in (0, 1], got {list(protocol.fractions)}")
         finetune = next((p for p in protocols if p.name == "finetune"), None)
         ceiling = dict(node.get("ceiling") or {})
-        if set(ceiling) - {"max_steps", "batch_size"}:
-            raise ProfileError(f"{where}: {context}: ceiling takes max_steps and batch_size, "
+        if set(ceiling) - {"max_steps", "batch_size", "overrides"}:
+            raise ProfileError(f"{where}: {context}: ceiling takes max_steps, batch_size and overrides, "
                                f"got {sorted(ceiling)}")
+        ceiling_overrides = {**(finetune.overrides if finetune else {}),
+                             **_overrides(ceiling.get("overrides"), f"{where}: {context}: ceiling")}
         encoder_protocols = {k: dict(v or {}) for k, v in (node.get("encoder_protocols") or {}).items()}
         unknown = sorted(set(encoder_protocols) - set(task.encoder_protocols))
         if unknown:
@@ -368,7 +388,7 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
             max_steps=int(ceiling.get("max_steps", finetune.max_steps if finetune else max_steps)),
             batch_size=int(ceiling.get("batch_size", finetune.batch_size if finetune else batch_size)),
             overrides=dict(node.get("overrides") or {}), encoder_protocols=encoder_protocols,
-            label_draws=label_draws)
+            label_draws=label_draws, ceiling_overrides=ceiling_overrides)
 
     return Profile(name=str(raw.get("name") or (source.stem if source else "profile")), source=source, seeds=seeds,
                    arms=arms, domains=domains, objectives=objectives, tasks=tasks,
@@ -422,6 +442,15 @@ def _merged(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _overrides(value: Any, where: str) -> dict[str, Any]:
+    """A mapping of dotted settings (empty where none is given)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ProfileError(f"{where}: overrides is a mapping of dotted settings, got {value!r}")
+    return dict(value)
 
 
 def _draws(value: Any, where: str) -> int:

@@ -245,16 +245,19 @@ class Runner:
         return RandomEncoder(domain.backbone["name"], domain.backbone["kwargs"], domain.in_channels, seed=seed)
 
     def arm_cfg(self, plan: TaskPlan, encoder: EncoderSpec, protocol: str, seed: int, fraction: float,
-                max_steps: int | None, batch_size: int, draw: int = 0) -> dict[str, Any]:
+                max_steps: int | None, batch_size: int, draw: int = 0,
+                own_overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The config of one arm: the task config, the encoder, the labelled manifest of the
         fraction, seed and label draw, the budget, the profile's trainer options, the domain's
-        input size and the task's overrides."""
+        input size, the task's overrides and then ``own_overrides`` (the protocol's, or the
+        ceiling's)."""
         domain = self.profile.domains[plan.domain]
         overrides: dict[str, Any] = {"data.init_args.split_column": "split", "data.init_args.train_split": "train",
                                      "data.init_args.val_split": "val", **trainer_settings(self.profile.trainer)}
         if domain.size is not None:
             overrides["data.init_args.pipeline.init_args.size"] = domain.size
         overrides.update(plan.overrides)
+        overrides.update(own_overrides or {})
         manifest = self.data[plan.domain].labelled[seed][fraction][draw]
         return arm_config(load_config(plan.config), encoder, protocol, seed=seed, manifest=manifest,
                           max_steps=max_steps, batch_size=batch_size, overrides=overrides)
@@ -275,7 +278,7 @@ class Runner:
         supervised = None
         if SUPERVISED in self.profile.arms:
             cfg = self.arm_cfg(plan, self.random_encoder(self.profile.domains[plan.domain], seed), "finetune", seed,
-                               1.0, plan.max_steps, plan.batch_size)
+                               1.0, plan.max_steps, plan.batch_size, own_overrides=plan.ceiling_overrides)
             supervised = self.train_and_score(task, cfg, root / SUPERVISED / f"seed{seed}",
                                               {"task": plan.name, "protocol": "finetune", "fraction": 1.0,
                                                "seed": seed, "arm": SUPERVISED}, save_model=True)
@@ -285,7 +288,7 @@ class Runner:
                 for draw in range(data.draws(fraction, protocol.label_draws)):
                     for name, encoder in encoders.items():
                         cfg = self.arm_cfg(plan, encoder, protocol.name, seed, fraction, protocol.max_steps,
-                                           protocol.batch_size, draw)
+                                           protocol.batch_size, draw, own_overrides=protocol.overrides)
                         self.train_and_score(task, cfg, root / protocol.name / fraction_tag(fraction)
                                              / f"seed{seed}{draw_tag(draw)}" / name,
                                              {"task": plan.name, "protocol": protocol.name, "fraction": fraction,
@@ -300,14 +303,16 @@ class Runner:
                 where = f"seed{seed}{draw_tag(draw)}"
                 if BASELINE in self.profile.arms:
                     cfg = self.arm_cfg(plan, self.random_encoder(self.profile.domains[plan.domain], seed), first.name,
-                                       seed, fraction, first.max_steps, first.batch_size, draw)
+                                       seed, fraction, first.max_steps, first.batch_size, draw,
+                                       own_overrides=first.overrides)
                     self.baseline(task, cfg, root / BASELINE / fraction_tag(fraction) / where,
                                   {"task": plan.name, "fraction": fraction, "seed": seed, "draw": draw,
                                    "arm": BASELINE})
                 for protocol in task.encoder_protocols:
                     options = plan.encoder_protocols.get(protocol, {})
                     for name, encoder in scored.items():
-                        cfg = self.arm_cfg(plan, encoder, first.name, seed, fraction, None, first.batch_size, draw)
+                        cfg = self.arm_cfg(plan, encoder, first.name, seed, fraction, None, first.batch_size, draw,
+                                           own_overrides=first.overrides)
                         self.score_encoder(protocol, options, cfg, root / protocol / fraction_tag(fraction) / where / name,
                                            {"task": plan.name, "protocol": protocol, "fraction": fraction,
                                             "seed": seed, "draw": draw, "arm": name})
