@@ -244,3 +244,19 @@ def test_a_protocol_or_ceiling_setting_the_profile_does_not_know_is_refused():
     plan = load_profile({**MADE, "tasks": plane_task(ceiling={"overrides": {AFFINE: 0.5}})}).tasks["plane_detection"]
     assert plan.ceiling_overrides == {AFFINE: 0.5}        # a task without a fine-tune protocol
 
+
+def test_the_quick_profiles_sweeps_order_geometry_and_plane_probes_are_the_demos(tmp_path):
+    """The demo is the quick profile's slice: what its claim rests on is the same there."""
+    demo, quick = load_profile("demo"), load_profile("quick")
+    assert quick.domains["ultrasound"] == demo.domains["ultrasound"]
+    assert quick.objectives["order_geometry"] == demo.objectives["order_geometry"]
+    assert quick.seeds == demo.seeds
+    runs = {profile.name: {(unit, protocol, arm): cfg for unit, protocol, arm, cfg in _captured_runs(
+                load_profile({**profile.raw, "arms": ["random_init", "supervised", "baseline"]}), tmp_path)}
+            for profile in (demo, quick)}
+    for run in (("train", "linear", "random_init"), ("baseline", "", "baseline")):
+        for cfg in (runs["demo"][run], runs["quick"][run]):
+            cfg["trainer"].pop("max_steps")        # a solved probe takes no steps
+        assert runs["quick"][run] == runs["demo"][run]
+    ceiling = runs["quick"][("train", "finetune", "supervised")]
+    assert _setting(ceiling, AFFINE) == 0.8 and ceiling["trainer"]["max_steps"] == 1000
