@@ -317,7 +317,7 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
             size=None if node.get("size") is None else [int(v) for v in node["size"]],
             pretrain_max_steps=_int_or_none(pretrain.get("max_steps")),
             pretrain_batch_size=_int_or_none(pretrain.get("batch_size")),
-            pretrain_overrides=dict(pretrain.get("overrides") or {}),
+            pretrain_overrides=_overrides(pretrain.get("overrides"), f"{where}: domain {name!r}: pretrain"),
         )
 
     simulators = [d.simulator for d in domains.values()]
@@ -332,7 +332,7 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
         if domain not in domains:
             raise ProfileError(f"{where}: {context}: unknown domain {domain!r}")
         objectives[name] = Objective(name, domain, find(need(node, "config", context), context),
-                                     dict(node.get("overrides") or {}))
+                                     _overrides(node.get("overrides"), f"{where}: {context}"))
     if "pretrained" in arms and not objectives:
         raise ProfileError(f"{where}: the pretrained arm needs at least one objective")
 
@@ -387,7 +387,7 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
             name=name, domain=domain, config=config, protocols=tuple(protocols),
             max_steps=int(ceiling.get("max_steps", finetune.max_steps if finetune else max_steps)),
             batch_size=int(ceiling.get("batch_size", finetune.batch_size if finetune else batch_size)),
-            overrides=dict(node.get("overrides") or {}), encoder_protocols=encoder_protocols,
+            overrides=_overrides(node.get("overrides"), f"{where}: {context}"), encoder_protocols=encoder_protocols,
             label_draws=label_draws, ceiling_overrides=ceiling_overrides)
 
     return Profile(name=str(raw.get("name") or (source.stem if source else "profile")), source=source, seeds=seeds,
