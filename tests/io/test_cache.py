@@ -45,6 +45,25 @@ def test_a_changed_file_is_read_again(tmp_path):
     assert cache.misses == 2
 
 
+def test_every_path_to_one_file_shares_its_entry_and_a_replaced_file_is_read_again(tmp_path):
+    path = tmp_path / "loop.mha"
+    _loop(path, seed=0)
+    (tmp_path / "link.mha").symlink_to(path)
+    cache = LoopCache(10 * 2**20)
+    cache.read(path, [0])
+    cache.read(tmp_path / "link.mha", [1])
+    cache.read(tmp_path / "." / "loop.mha", [2])
+    assert (cache.misses, cache.hits, len(cache)) == (1, 2, 1)
+    # another file moved into its place, with the same size and modification time: a new file
+    replacement = _loop(tmp_path / "new.mha", seed=1)
+    stat = path.stat()
+    assert (tmp_path / "new.mha").stat().st_size == stat.st_size
+    os.utime(tmp_path / "new.mha", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(tmp_path / "new.mha", path)
+    np.testing.assert_array_equal(cache.read(path, [3]).frames[..., 0], replacement[[3]])
+    assert cache.misses == 2
+
+
 def test_hits_keep_the_checks_of_a_read(tmp_path):
     path = tmp_path / "loop.mha"
     _loop(path, n_frames=12)

@@ -22,6 +22,7 @@ from ultrassl.transforms.spatial import (
     ResizeClip,
     ResizeClipd,
     affine_matrix,
+    warp_frames,
 )
 
 
@@ -144,6 +145,21 @@ def test_affine_is_monai_affine_applied_to_each_frame():
         reference = Affine(affine=np.linalg.inv(forward), padding_mode="zeros", image_only=True)
         for t in range(clip.shape[1]):
             torch.testing.assert_close(out[:, t], reference(clip[:, t]).as_tensor(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+def test_the_warp_is_monai_affine_bit_for_bit(mode, padding_mode):
+    transform = RandAffineClip(rotate_range_deg=30, scale_range=0.3, shear_range=0.2, translate_range=0.2,
+                               flip_prob=0.5)
+    generator = torch.Generator().manual_seed(0)
+    for seed, (height, width) in enumerate([(48, 60), (7, 3), (2, 2), (33, 64), (64, 33)]):
+        transform.set_random_state(seed)
+        params = transform.draw((1, 4, height, width), fire=seed != 3)  # seed 3: the identity
+        inverse = np.linalg.inv(affine_matrix(params, (height, width)))
+        stack = torch.rand(5, height, width, generator=generator)
+        reference = Affine(affine=inverse, mode=mode, padding_mode=padding_mode, image_only=True)(stack)
+        assert torch.equal(warp_frames(stack, inverse, mode, padding_mode), reference.as_tensor())
 
 
 def _dot(row, col, size=(9, 9)):

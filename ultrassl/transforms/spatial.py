@@ -1,10 +1,12 @@
 """Spatial clip transforms: one crop, flip or affine for every frame of a clip.
 
 Clips are ``(C, T, H, W)``; masks and maps travelling with them ``(1, T, H, W)`` or
-``(1, 1, H, W)``. The pixel work is done by MONAI array transforms (``Affine``, ``Flip``,
+``(1, 1, H, W)``. The pixel work is done by MONAI array transforms (``Flip``,
 ``SpatialCrop``, ``CenterSpatialCrop``) on the clip viewed as ``(C * T, H, W)``, a stack of
-2D channels, so one resampling grid hits every frame identically. Random transforms record
-what they drew (see :mod:`ultrassl.transforms.base`).
+2D channels, so one resampling grid hits every frame identically; the affine resamples that
+stack on MONAI's grid and conventions without its per-call bookkeeping (see
+:func:`warp_frames`). Random transforms record what they drew (see
+:mod:`ultrassl.transforms.base`).
 
 Resizing calls ``torch.nn.functional.interpolate`` with the frames as the batch dimension
 rather than MONAI ``Resize`` (frames as channels): torch's channel-vectorised kernels round
@@ -29,7 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
-from monai.transforms import Affine, CenterSpatialCrop, Flip, MapTransform, SpatialCrop, Transform
+from monai.transforms import CenterSpatialCrop, Flip, MapTransform, SpatialCrop, Transform
+from monai.transforms.utils import create_grid
 from monai.utils import convert_to_tensor, ensure_tuple_rep
 
 from ultrassl.transforms.base import (
@@ -321,8 +324,8 @@ class RandAffineClip(ClipRandomizable):
     * ``T``: shift by ``translate_y * H`` rows and ``translate_x * W`` columns (positive:
       down and right).
 
-    The frames are resampled once with MONAI :class:`~monai.transforms.Affine` (its grid is
-    the inverse map ``F^-1``).
+    The frames are resampled once, by :func:`warp_frames` on the inverse map ``F^-1`` (the
+    output of MONAI :class:`~monai.transforms.Affine` with that matrix, bit for bit).
 
     Ranges: a single number ``r`` means ``(-r, r)`` (``scale``: ``(1 - r, 1 + r)``); a pair
     gives ``(low, high)``. Values are drawn uniformly. With ``discrete_rotations`` (e.g.
@@ -419,14 +422,32 @@ class RandAffineClip(ClipRandomizable):
         return params
 
     def apply(self, clip: torch.Tensor, params: Mapping[str, Any], mode: str | None = None) -> torch.Tensor:
-        forward = affine_matrix(params, clip.shape[-2:])
-        affine = Affine(
-            affine=np.linalg.inv(forward),
-            mode=mode or self.mode,
-            padding_mode=self.padding_mode,
-            image_only=True,
-        )
-        return map_frames(clip, affine)
+        inverse = np.linalg.inv(affine_matrix(params, clip.shape[-2:]))
+        return map_frames(clip, lambda stack: warp_frames(stack, inverse, mode or self.mode, self.padding_mode))
+
+
+def warp_frames(stack: torch.Tensor, inverse: np.ndarray, mode: str = "bilinear",
+                padding_mode: str = "zeros") -> torch.Tensor:
+    """Resample every channel of ``stack`` ``(N, H, W)`` (float32) through ``inverse``, the 3 x 3
+    map from output to input pixels in centred ``(row, col)`` coordinates.
+
+    The same operations, in the same order and precision, as MONAI ``Affine(affine=inverse,
+    image_only=True)`` on the torch backend (MONAI's centred grid from ``create_grid``, the
+    matrix product in float32, the grid normalised for ``grid_sample`` with
+    ``align_corners=False``), so the output is MONAI's bit for bit (a test holds it). Written
+    out because MONAI's call spends about 40 times the resampling's own time on MetaTensor
+    bookkeeping (1.5 ms against 0.04 ms for a 4 x 48 x 60 clip), which made the warp a third of
+    a data-loading step in pretraining.
+    """
+    height, width = stack.shape[-2:]
+    grid = create_grid((height, width), backend="torch", dtype=torch.float32)  # (3, H, W), homogeneous
+    matrix = torch.as_tensor(inverse, dtype=torch.float32)
+    grid = (matrix @ grid.view(3, -1)).view(3, height, width)
+    sample_at = grid[[1, 0]].movedim(0, -1).unsqueeze(0).clone()  # (1, H, W, (x, y)) for grid_sample
+    sample_at[..., 0] *= 2.0 / max(2, width)
+    sample_at[..., 1] *= 2.0 / max(2, height)
+    return F.grid_sample(stack.unsqueeze(0), sample_at, mode=mode, padding_mode=padding_mode,
+                         align_corners=False)[0]
 
 
 def affine_matrix(params: Mapping[str, Any], frame_size: Sequence[int]) -> np.ndarray:

@@ -42,10 +42,10 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from monai.transforms import Randomizable, Transform
+from monai.transforms import Transform
 
 from ultrassl.errors import ClipTooShortError
-from ultrassl.transforms.base import record_params
+from ultrassl.transforms.base import Reseedable, record_params
 
 #: name under which a view's temporal parameters are recorded in ``"{view}_params"``
 TEMPORAL = "temporal"
@@ -82,7 +82,7 @@ def _positive_int(value: int, name: str) -> int:
     return int(value)
 
 
-class ClipSampler(Randomizable):
+class ClipSampler(Reseedable):
     """Base of the temporal samplers.
 
     Args:
@@ -548,7 +548,7 @@ class MultiSegmentSampler(ClipSampler):
         return ClipSampling(indices, params)
 
 
-class SampleFramesd(Randomizable, Transform):
+class SampleFramesd(Reseedable, Transform):
     """Dictionary twin of the samplers: choose every view's frames of one sample.
 
     Draws once and writes, for each view key ``k`` (in the sampler's view order),
