@@ -24,6 +24,7 @@ test: install
 
 bench: install
 	$(PY) benchmarks/data_loading.py
+	$(PY) benchmarks/pipeline_overhead.py
 	$(PY) benchmarks/fit_memory.py
 	$(PY) benchmarks/pack_throughput.py
 	$(PY) benchmarks/av_parameters.py
