@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from monai.transforms import Affine, Compose
+from monai.transforms import Affine, Compose, Flip, SpatialCrop
 from torch.utils.data import DataLoader, Dataset
 
 from ultrassl.transforms.per_frame import PerFrame
@@ -145,6 +145,22 @@ def test_affine_is_monai_affine_applied_to_each_frame():
         reference = Affine(affine=np.linalg.inv(forward), padding_mode="zeros", image_only=True)
         for t in range(clip.shape[1]):
             torch.testing.assert_close(out[:, t], reference(clip[:, t]).as_tensor(), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("axis", ["horizontal", "vertical"])
+def test_the_crop_and_the_flip_are_monai_spatial_crop_and_flip_on_every_frame(axis):
+    clip = torch.rand(3, 5, 37, 50, generator=torch.Generator().manual_seed(0))
+    crop = RandResizedCropClip((37, 50), scale=(0.1, 0.9))
+    for seed in range(5):
+        crop.set_random_state(seed)(clip)
+        y0, x0, h, w = crop.params["box"]
+        reference = SpatialCrop(roi_start=(y0, x0), roi_end=(y0 + h, x0 + w))(clip.reshape(15, 37, 50)).as_tensor()
+        out = crop.apply(clip, crop.params, mode="nearest")  # back to (37, 50): the crop scaled up
+        expected = F.interpolate(reference.unsqueeze(1), size=(37, 50), mode="nearest-exact").squeeze(1)
+        assert torch.equal(out.reshape(15, 37, 50), expected)
+    flipped = RandFlipClip(prob=1.0, axis=axis)(clip)
+    expected = Flip(spatial_axis=0 if axis == "vertical" else 1)(clip.reshape(15, 37, 50)).as_tensor()
+    assert torch.equal(flipped.reshape(15, 37, 50), expected)
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])

@@ -1,12 +1,14 @@
 """Spatial clip transforms: one crop, flip or affine for every frame of a clip.
 
 Clips are ``(C, T, H, W)``; masks and maps travelling with them ``(1, T, H, W)`` or
-``(1, 1, H, W)``. The pixel work is done by MONAI array transforms (``Flip``,
-``SpatialCrop``, ``CenterSpatialCrop``) on the clip viewed as ``(C * T, H, W)``, a stack of
-2D channels, so one resampling grid hits every frame identically; the affine resamples that
-stack on MONAI's grid and conventions without its per-call bookkeeping (see
-:func:`warp_frames`). Random transforms record what they drew (see
-:mod:`ultrassl.transforms.base`).
+``(1, 1, H, W)``. The pixel work is done on the clip viewed as ``(C * T, H, W)``, a stack of
+2D channels, so one crop, flip or resampling grid hits every frame identically. The central
+crop is MONAI's ``CenterSpatialCrop``; the steps that run on every training clip do MONAI's
+work without its per-call MetaTensor bookkeeping, which cost ten times the work itself on
+these small clips: the random crop slices and the flip flips the tensor (the same values as
+MONAI's ``SpatialCrop`` and ``Flip``), and the affine resamples on MONAI's grid and conventions
+(:func:`warp_frames`, MONAI's ``Affine`` bit for bit). Random transforms record what they drew
+(see :mod:`ultrassl.transforms.base`).
 
 Resizing calls ``torch.nn.functional.interpolate`` with the frames as the batch dimension
 rather than MONAI ``Resize`` (frames as channels): torch's channel-vectorised kernels round
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection
-from monai.transforms import CenterSpatialCrop, Flip, MapTransform, SpatialCrop, Transform
+from monai.transforms import CenterSpatialCrop, MapTransform, Transform
 from monai.transforms.utils import create_grid
 from monai.utils import convert_to_tensor, ensure_tuple_rep
 
@@ -231,7 +233,7 @@ class RandResizedCropClip(ClipRandomizable):
                 f"got a clip of shape {tuple(clip.shape)}"
             )
         y0, x0, h, w = (int(v) for v in params["box"])
-        cropped = map_frames(clip, SpatialCrop(roi_start=(y0, x0), roi_end=(y0 + h, x0 + w)))
+        cropped = map_frames(clip, lambda stack: stack[:, y0:y0 + h, x0:x0 + w].contiguous())
         return resize_frames(cropped, self.size, mode or self.mode, self.antialias)
 
 
@@ -290,7 +292,7 @@ class RandFlipClip(ClipRandomizable):
     def apply(self, clip: torch.Tensor, params: Mapping[str, Any], mode: str | None = None) -> torch.Tensor:
         if not params["flipped"]:
             return clip
-        return map_frames(clip, Flip(spatial_axis=_FLIP_AXES[self.axis]))
+        return map_frames(clip, lambda stack: torch.flip(stack, dims=(1 + _FLIP_AXES[self.axis],)))
 
 
 class RandFlipClipd(_SpatialD):
