@@ -81,8 +81,8 @@ class Reseedable(Randomizable):
     MONAI makes a new ``np.random.RandomState`` for every seed, and NumPy seeds a new one from
     the operating system's entropy before the seed is applied: about 0.2 ms each. The data
     module reseeds every random step of the pipeline for every item (so that a resumed or
-    rerun epoch draws the same augmentations), about ten generators an item, which made
-    seeding a tenth of a data-loading step. Reseeding the generator this object made for an
+    rerun epoch draws the same augmentations), five generators an item in the demo's
+    pretraining pipeline, which made seeding a tenth of a data-loading step. Reseeding the generator this object made for an
     earlier seed gives the same stream (NumPy's legacy seeding, as the constructor does) in
     about 3 us. A generator handed in with ``state=`` may be shared and is never reseeded in
     place: the next seed makes a new one, as MONAI does. Where a transform passes its own
