@@ -209,6 +209,19 @@ def test_every_plane_appears_in_the_default_set_and_each_sweep_mixes_planes():
         assert BACKGROUND in labels and len(labels) >= 2, plan.index
 
 
+def test_a_frame_counts_as_a_plane_only_within_its_tolerance_and_background_lies_on_both_sides():
+    from ultrassl.synth.fetal_sweep import plane_offsets
+
+    plans = plan_fetal_sweeps(seed=0)
+    offsets = np.concatenate([plane_offsets(plan) for plan in plans])
+    labels = np.array([label for plan in plans for label in plan.labels])
+    assert offsets.shape == labels.shape
+    assert (offsets[labels != BACKGROUND] <= 1.0).all()
+    background = offsets[labels == BACKGROUND]
+    # Background right next to a plane (what detectors confuse), and far from every plane
+    assert ((background > 1.0) & (background <= 2.0)).any() and (background > 3.0).any()
+
+
 def test_plane_labels_follow_the_anatomy(sweeps):
     out, table = sweeps
     assert (out / "planes.txt").read_text().split("\n")[:-1] == list(PLANE_CLASSES)

@@ -306,6 +306,24 @@ def plane_labels(plan: SweepPlan) -> list[str]:
     return labels
 
 
+def plane_offsets(plan: SweepPlan) -> np.ndarray:
+    """How far (in tolerances) every frame's slice lies from the nearest standard plane it
+    faces, ``(T,)``: the distance along the plane's normal over the plane's tolerance, among the
+    planes whose normal the slice's is within 20 degrees of (inf where there is none). A frame
+    labelled with a plane has an offset of at most 1; a Background frame at 1.5 looks much like
+    the plane and is not counted as it, which is where plane detectors err most."""
+    scale = plan.subject.fetal_scale
+    offsets = np.full(len(plan.origins), np.inf)
+    for t, (origin, axes) in enumerate(zip(plan.origins, plan.axes)):
+        normal_f = plan.fetal_rotation.T @ axes[:, 1]
+        origin_f = plan.fetal_rotation.T @ (origin - plan.fetal_origin) / scale
+        for plane in STANDARD_PLANES:
+            if abs(normal_f[plane.axis]) >= _MAX_TILT:
+                distance = abs(float((np.asarray(plane.centre) - origin_f) @ normal_f))
+                offsets[t] = min(offsets[t], distance / plane.tolerance)
+    return offsets
+
+
 def plan_fetal_sweeps(n_sweeps: int = 24, n_frames: int = 64, size: tuple[int, int] = (128, 160), seed: int = 0,
                       sweeps_per_subject: int = 3) -> list[SweepPlan]:
     """Plans (poses and labels, no pixels) of the sweeps :func:`synthesize_fetal_sweeps` renders."""
