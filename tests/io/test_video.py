@@ -204,3 +204,43 @@ def test_probe_leaves_out_file_tags(tmp_path):
     assert info.n_frames == 4
     text = repr(info.metadata)
     assert "Jane" not in text and "51.5" not in text
+
+
+_FORKED_WORKERS_READ = """
+import sys, tempfile
+from pathlib import Path
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tests.media import write_test_video
+from ultrassl.io import read_clip
+
+path = Path(tempfile.mkdtemp()) / "loop.mp4"
+write_test_video(path, n_frames=12)
+read_clip(path, None)  # this process decodes first, as a run's set-up does
+
+
+class Loops(Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        return torch.as_tensor(read_clip(path, None).frames.shape)
+
+
+batch = next(iter(DataLoader(Loops(), batch_size=2, num_workers=2)))
+assert batch.tolist() == [[12, 48, 64, 3]] * 2, batch
+"""
+
+
+def test_forked_loading_workers_read_video_after_the_parent_decoded_one():
+    """PyAV 18.1.1 deadlocks a forked worker's first decode once the parent has decoded (18.1.0
+    does not): a run's loading workers would hang, so pyproject.toml keeps av below 18.1.1."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        subprocess.run([sys.executable, "-c", _FORKED_WORKERS_READ], cwd=root, check=True, timeout=60,
+                       capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"forked loading workers hung reading a video (av {av.__version__})")
