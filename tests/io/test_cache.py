@@ -45,15 +45,13 @@ def test_a_changed_file_is_read_again(tmp_path):
     assert cache.misses == 2
 
 
-def test_every_path_to_one_file_shares_its_entry_and_a_replaced_file_is_read_again(tmp_path):
+def test_a_file_moved_into_a_clips_place_is_read_again_even_with_the_same_size_and_time(tmp_path):
     path = tmp_path / "loop.mha"
     _loop(path, seed=0)
-    (tmp_path / "link.mha").symlink_to(path)
     cache = LoopCache(10 * 2**20)
     cache.read(path, [0])
-    cache.read(tmp_path / "link.mha", [1])
-    cache.read(tmp_path / "." / "loop.mha", [2])
-    assert (cache.misses, cache.hits, len(cache)) == (1, 2, 1)
+    cache.read(path, [1])
+    assert (cache.misses, cache.hits, len(cache)) == (1, 1, 1)
     # another file moved into its place, with the same size and modification time: a new file
     replacement = _loop(tmp_path / "new.mha", seed=1)
     stat = path.stat()

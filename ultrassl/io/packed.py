@@ -69,20 +69,21 @@ def clip_file(path: str | os.PathLike) -> Path:
 
 def clip_stamp(path: str | os.PathLike) -> tuple[str, int, int]:
     """``(identity, size, modification time in ns)`` of a clip, for caches that must notice a
-    changed file: the file's device and inode (with a packed clip's key) and its stat.
+    changed file: the path as given with its file's device and inode (and a packed clip's
+    key), and the file's size and modification time.
 
-    The identity is what ``os.stat`` says the file is, so every path to one file (a symlink, a
-    relative path) shares it, and one ``stat`` gives it all: resolving the path instead cost a
-    ``lstat`` per path component, three times per training item. A deleted file whose inode is
-    reused gets the same identity only with the same size and modification time to the
-    nanosecond.
+    One ``stat`` gives it all (resolving the path took an ``lstat`` per path component, three
+    times per training item). The inode tells a file moved into the path's place from the one
+    that was there, even with the same size and modification time, which file systems record
+    only to the millisecond or so; the path keeps a new file that reuses a deleted file's inode
+    from matching it. Two paths to one file (a symlink) are two identities.
 
     Raises:
         OSError: the file does not exist or cannot be examined.
     """
     packed = split_packed(path)
     stat = os.stat(path if packed is None else packed[0])
-    identity = f"{stat.st_dev}:{stat.st_ino}" + ("" if packed is None else PACKED_SEPARATOR + packed[1])
+    identity = f"{os.fspath(path)}|{stat.st_dev}:{stat.st_ino}"  # a packed clip's path holds its key
     return identity, stat.st_size, stat.st_mtime_ns
 
 
