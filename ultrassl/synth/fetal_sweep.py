@@ -275,6 +275,15 @@ def plan_sweep(seed: int, index: int, n_frames: int, size: tuple[int, int], subj
     return plan
 
 
+def _facing_planes(plan: SweepPlan, origin: np.ndarray, axes: np.ndarray) -> list[tuple[StandardPlane, float]]:
+    """The standard planes a frame's slice faces (normals within 20 degrees), each with the
+    slice's distance from the plane's centre along the slice's normal (fetal units)."""
+    normal_f = plan.fetal_rotation.T @ axes[:, 1]
+    origin_f = plan.fetal_rotation.T @ (origin - plan.fetal_origin) / plan.subject.fetal_scale
+    return [(plane, abs(float((np.asarray(plane.centre) - origin_f) @ normal_f)))
+            for plane in STANDARD_PLANES if abs(normal_f[plane.axis]) >= _MAX_TILT]
+
+
 def plane_labels(plan: SweepPlan) -> list[str]:
     """The standard plane (or Background) of every frame of a planned sweep."""
     geometry = plan.geometry
@@ -283,13 +292,8 @@ def plane_labels(plan: SweepPlan) -> list[str]:
     half = geometry.half_angle - np.deg2rad(5)
     labels = []
     for origin, axes in zip(plan.origins, plan.axes):
-        normal_f = plan.fetal_rotation.T @ axes[:, 1]
-        origin_f = plan.fetal_rotation.T @ (origin - plan.fetal_origin) / scale
         best, best_score = BACKGROUND, np.inf
-        for plane in STANDARD_PLANES:
-            if abs(normal_f[plane.axis]) < _MAX_TILT:
-                continue
-            distance = abs(float((np.asarray(plane.centre) - origin_f) @ normal_f))
+        for plane, distance in _facing_planes(plan, origin, axes):
             if distance > plane.tolerance:
                 continue
             centre_w = plan.fetal_rotation @ (scale * np.asarray(plane.centre)) + plan.fetal_origin - origin
@@ -312,16 +316,9 @@ def plane_offsets(plan: SweepPlan) -> np.ndarray:
     planes whose normal the slice's is within 20 degrees of (inf where there is none). A frame
     labelled with a plane has an offset of at most 1; a Background frame at 1.5 looks much like
     the plane and is not counted as it, which is where plane detectors err most."""
-    scale = plan.subject.fetal_scale
-    offsets = np.full(len(plan.origins), np.inf)
-    for t, (origin, axes) in enumerate(zip(plan.origins, plan.axes)):
-        normal_f = plan.fetal_rotation.T @ axes[:, 1]
-        origin_f = plan.fetal_rotation.T @ (origin - plan.fetal_origin) / scale
-        for plane in STANDARD_PLANES:
-            if abs(normal_f[plane.axis]) >= _MAX_TILT:
-                distance = abs(float((np.asarray(plane.centre) - origin_f) @ normal_f))
-                offsets[t] = min(offsets[t], distance / plane.tolerance)
-    return offsets
+    return np.array([min((distance / plane.tolerance for plane, distance in _facing_planes(plan, origin, axes)),
+                         default=np.inf)
+                     for origin, axes in zip(plan.origins, plan.axes)])
 
 
 def plan_fetal_sweeps(n_sweeps: int = 24, n_frames: int = 64, size: tuple[int, int] = (128, 160), seed: int = 0,

@@ -25,6 +25,7 @@ their own dtype (rounded).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
@@ -442,14 +443,19 @@ def warp_frames(stack: torch.Tensor, inverse: np.ndarray, mode: str = "bilinear"
     a data-loading step in pretraining.
     """
     height, width = stack.shape[-2:]
-    grid = create_grid((height, width), backend="torch", dtype=torch.float32)  # (3, H, W), homogeneous
     matrix = torch.as_tensor(inverse, dtype=torch.float32)
-    grid = (matrix @ grid.view(3, -1)).view(3, height, width)
+    grid = (matrix @ _centred_grid(height, width).view(3, -1)).view(3, height, width)
     sample_at = grid[[1, 0]].movedim(0, -1).unsqueeze(0).clone()  # (1, H, W, (x, y)) for grid_sample
     sample_at[..., 0] *= 2.0 / max(2, width)
     sample_at[..., 1] *= 2.0 / max(2, height)
     return F.grid_sample(stack.unsqueeze(0), sample_at, mode=mode, padding_mode=padding_mode,
                          align_corners=False)[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _centred_grid(height: int, width: int) -> torch.Tensor:
+    """MONAI's homogeneous centred grid ``(3, H, W)`` of a frame size, made once (never written)."""
+    return create_grid((height, width), backend="torch", dtype=torch.float32)
 
 
 def affine_matrix(params: Mapping[str, Any], frame_size: Sequence[int]) -> np.ndarray:
