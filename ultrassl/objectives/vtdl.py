@@ -21,7 +21,7 @@ appearance, and on classes that are time reversals of each other (the motion cli
 and MoveRight) its features carry no more of the direction than a random network's. A clip and
 its reversal hold the same frames, so only their order tells them apart (the arrow-of-time
 pretext of Wei et al., CVPR 2018, and the temporal-transformation negatives of Jenni et al.,
-ECCV 2020, ask the same). The README, "Transfer benchmark", gives what it changes.
+ECCV 2020, ask the same). docs/findings.md gives what it changes.
 
 Logged: ``loss``; ``contrastive_acc``, the top-1 retrieval of the positive among the queue
 and the online negatives (chance ``1 / (K + 1 + M)`` with M of them: the temporal negative,
