@@ -32,6 +32,7 @@ USAGE = """usage: ultrassl COMMAND ...
   predict   run a model over data
   evaluate  transfer a checkpoint to downstream tasks beside random init  (ultrassl evaluate --help)
   benchmark every objective against random init on every task, over seeds  (ultrassl benchmark --help)
+            across simulated populations: ultrassl benchmark populations DIR [DIR ...]
   app       the inspection app for a folder or manifest, on this machine only  (ultrassl app --help)
 
   ultrassl fit --help      every option; ultrassl fit -c CONFIG --print_config  the resolved config"""

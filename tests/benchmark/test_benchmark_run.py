@@ -185,3 +185,23 @@ def test_another_profile_or_sim_seed_is_refused(finished, tmp_path):
     changed["tasks"]["saliency"]["max_steps"] = 5
     with pytest.raises(FolderMismatchError, match="max_steps: 2 -> 5"):
         Runner(load_profile(changed), out, 0, log=lambda _: None).run()
+
+
+def test_two_populations_of_one_profile_pool_in_the_populations_report(finished, tmp_path):
+    from ultrassl.benchmark.populations import read_populations, summarize
+
+    first, _, _ = finished
+    second = tmp_path / "tiny_sim1"
+    run_benchmark(TINY, second, sim_seed=1, tasks=["plane_detection"], log=lambda _: None, figures=False)
+    summary = summarize(read_populations([first, second]), tasks=["plane_detection"])
+    assert summary["groups"] == ["tiny"] and [p["sim_seed"] for p in summary["populations"]] == [0, 1]
+    reports = {str(sim): json.loads((folder / "results.json").read_text()) for sim, folder in ((0, first), (1, second))}
+    comparison = next(c for c in summary["comparisons"]
+                      if (c["protocol"], c["fraction"], c["metric"]) == ("linear", 0.5, "macro_f1"))
+    for sim, report in reports.items():
+        row = next(r for r in report["tasks"]["plane_detection"]["rows"]
+                   if (r["protocol"], r["fraction"], r["metric"]) == ("linear", 0.5, "macro_f1"))
+        assert comparison["populations"][sim]["mean"] == pytest.approx(row["differences"]["order_geometry"]["mean"])
+    across = comparison["across"]["tiny"]
+    assert across["n"] == 2
+    assert across["mean"] == pytest.approx(sum(comparison["populations"][s]["mean"] for s in ("0", "1")) / 2)

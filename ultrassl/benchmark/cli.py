@@ -4,10 +4,12 @@ beyond the noise of the seeds?
     ultrassl benchmark --out runs/benchmark/quick --profile quick --sim-seed 0
     ultrassl benchmark --out runs/bench --profile my_profile.yaml --sim-seed 1 --seeds 5 --tasks plane_detection
     ultrassl benchmark --out runs/benchmark/quick --profile quick --sim-seed 0 --report-only
+    ultrassl benchmark populations runs/bench_s0 runs/bench_s1 runs/bench_s2    # across simulator seeds
 
 Writes ``results.json``, ``results.md`` and ``figures/`` into the output folder, after every
 seed; a rerun into the same folder resumes (finished runs are skipped) and refuses other
-settings.
+settings. ``ultrassl benchmark populations`` reads several such folders, one per simulator
+seed, and says whether each gain holds across them (:mod:`ultrassl.benchmark.populations`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ultrassl.errors import UltrasslError
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "populations":
+        from ultrassl.benchmark.populations import main as populations_main
+
+        return populations_main(args[1:])
     parser = argparse.ArgumentParser(prog="ultrassl benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="output folder (a rerun resumes it)")
@@ -63,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the finished runs")
     parser.add_argument("--no-figures", dest="figures", action="store_false", help="skip the PNG figures")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(args)
     try:
         results = run_benchmark(args.profile, args.out, args.sim_seed, seeds=args.seeds, objectives=args.objectives,
                                 tasks=args.tasks, progress=args.progress, report_only=args.report_only,
