@@ -104,6 +104,11 @@ def test_a_population_counts_once_and_a_folder_without_a_report_is_named(tmp_pat
     empty.mkdir()
     with pytest.raises(PopulationError, match=f"{empty}: no benchmark report"):
         read_populations([first, empty])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.json").write_text(json.dumps({"tasks": {}, "sim_seed": 1}))   # not a benchmark's
+    with pytest.raises(PopulationError, match=f"{other}: no benchmark report"):
+        read_populations([other])
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "results.json").write_text('{"tasks": {')

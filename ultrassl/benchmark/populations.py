@@ -73,7 +73,7 @@ def read_population(folder: str | Path) -> Population:
         results = read_json(folder / "results.json")
     except (ValueError, OSError) as exc:  # a truncated or unreadable report
         raise PopulationError(f"{folder / 'results.json'}: cannot be read ({exc})") from exc
-    if not results or "tasks" not in results or "sim_seed" not in results:
+    if not isinstance(results, dict) or not {"tasks", "sim_seed", "profile"} <= set(results):
         raise PopulationError(f"{folder}: no benchmark report (results.json) here; run or resume the benchmark "
                               "into this folder first")
     machine = results.get("machine") or {}
