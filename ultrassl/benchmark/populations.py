@@ -31,8 +31,6 @@ finished seeds and machine.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +40,8 @@ from typing import Any
 from ultrassl.atomic import write_text_atomically
 from ultrassl.benchmark.pools import fraction_text
 from ultrassl.benchmark.report import interval_text
-from ultrassl.benchmark.stats import CONFIDENCE, mean_interval
+from ultrassl.benchmark.runner import config_digest
+from ultrassl.benchmark.stats import CONFIDENCE, mean_interval, verdict
 from ultrassl.benchmark.store import read_json, write_json
 from ultrassl.errors import UltrasslError
 
@@ -103,7 +102,7 @@ def _settings_digest(results: Mapping[str, Any]) -> str:
     settings = dict(results["profile"].get("settings") or {})
     for key in ("name", "seeds"):  # the seeds run say how much was run, not how
         settings.pop(key, None)
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
+    return config_digest(settings)
 
 
 def profile_groups(populations: Sequence[Population]) -> dict[int, str]:
@@ -135,9 +134,7 @@ def _across(per_population: Mapping[str, Mapping[str, Any]], groups: Mapping[int
         entry: dict[str, Any] = interval.as_dict()
         if higher_is_better is not None:
             entry["counts"] = {v: sum(m.get("verdict") == v for m in members) for v in VERDICTS}
-            entry["verdict"] = "within noise"
-            if interval.excludes(0.0):
-                entry["verdict"] = "better" if (interval.mean > 0) == higher_is_better else "worse"
+            entry["verdict"] = verdict(interval, higher_is_better)
         found[group] = entry
     return found
 

@@ -38,7 +38,7 @@ from ultrassl.atomic import write_text_atomically
 from ultrassl.benchmark.pools import data_folder, fraction_text
 from ultrassl.benchmark.profile import Profile
 from ultrassl.benchmark.runner import BASELINE, RANDOM, RECORD, SUPERVISED
-from ultrassl.benchmark.stats import CONFIDENCE, Interval, finite, mean_interval, paired_difference
+from ultrassl.benchmark.stats import CONFIDENCE, Interval, finite, mean_interval, paired_difference, verdict
 from ultrassl.benchmark.store import read_json, write_json
 from ultrassl.downstream.tasks import get_task
 
@@ -119,10 +119,8 @@ def difference(arm: Draws, reference: Draws, higher_is_better: bool) -> dict[str
     mine, theirs = paired_by_draw(arm, reference)
     interval = paired_difference(mine, theirs)
     per_seed = {str(s): mine[s] - theirs[s] if s in mine else None for s in sorted(s for s in arm if s in reference)}
-    verdict = "within noise"
-    if interval.excludes(0.0):
-        verdict = "better" if (interval.mean > 0) == higher_is_better else "worse"
-    return {"per_seed": per_seed, **interval.as_dict(), "excludes_zero": interval.excludes(0.0), "verdict": verdict}
+    return {"per_seed": per_seed, **interval.as_dict(), "excludes_zero": interval.excludes(0.0),
+            "verdict": verdict(interval, higher_is_better)}
 
 
 def build_results(profile: Profile, out: str | os.PathLike, sim_seed: int,

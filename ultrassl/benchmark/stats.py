@@ -67,3 +67,11 @@ def paired_difference(arm: Mapping[int, float | None], reference: Mapping[int, f
     its t-interval."""
     seeds = [s for s in arm if s in reference and finite([arm[s]]) and finite([reference[s]])]
     return mean_interval([float(arm[s]) - float(reference[s]) for s in seeds], confidence)
+
+
+def verdict(interval: Interval, higher_is_better: bool) -> str:
+    """``"better"`` or ``"worse"`` where a difference's interval excludes 0 (in the direction the
+    metric improves), else ``"within noise"``."""
+    if not interval.excludes(0.0):
+        return "within noise"
+    return "better" if (interval.mean > 0) == higher_is_better else "worse"
