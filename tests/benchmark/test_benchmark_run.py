@@ -177,6 +177,45 @@ def test_a_rerun_skips_every_finished_run_and_redoes_a_missing_one(finished):
     assert runner.trained == 1 and lost.is_file()
 
 
+def test_more_label_draws_add_runs_to_a_finished_folder_and_change_none(finished, tmp_path):
+    import shutil
+
+    from ultrassl.benchmark.profile import select
+    from ultrassl.benchmark.report import build_results
+
+    out = tmp_path / "tiny"
+    shutil.copytree(finished[0], out)
+    before = {p: p.read_bytes() for p in (out / "runs").rglob(RECORD)}
+    plain = select(load_profile(TINY), tasks=["plane_detection"])
+    runner = Runner(select(plain, label_draws=3), out, 0, log=lambda _: None)
+    runner.run()  # the folder's identity is the profile's: more draws resume it, as more seeds do
+    assert {p: p.read_bytes() for p in before} == before
+    data = json.loads((out / "data" / "fetal_sweeps" / "pools.json").read_text())
+    first = json.loads((finished[0] / "data" / "fetal_sweeps" / "pools.json").read_text())
+    for seed in ("0", "1"):
+        # a draw's subjects do not depend on how many are asked: the first two are kept
+        assert data["label_draws"][seed]["50%"][:2] == first["label_draws"][seed]["50%"]
+        for arm in ("order_geometry", "random_init"):
+            record = json.loads((out / "runs" / "plane_detection" / "linear" / "50pct" / f"seed{seed}_draw2" / arm
+                                 / RECORD).read_text())
+            assert record["draw"] == 2 and record["budget"]["train_subjects"] == data["label_draws"][seed]["50%"][2]
+        assert (out / "runs" / "plane_detection" / "baseline" / "50pct" / f"seed{seed}_draw2" / RECORD).is_file()
+    assert not list((out / "runs" / "plane_detection").rglob("seed*_draw3"))
+    assert not list((out / "runs" / "plane_detection" / "finetune").rglob("seed*_draw*"))  # 100 %: one draw
+
+    def row(profile):
+        rows = build_results(profile, out, 0)["tasks"]["plane_detection"]["rows"]
+        return next(r for r in rows if (r["protocol"], r["fraction"], r["metric"]) == ("linear", 0.5, "macro_f1"))
+
+    more, fewer = row(select(plain, label_draws=3)), row(plain)
+    assert more["draws"] == 3 and set(more["arms"]["random_init"]["per_draw"]["0"]) == {"0", "1", "2"}
+    # a report of the profile's own draws reads only those, as a report of fewer seeds does
+    original = next(r for r in finished[1]["tasks"]["plane_detection"]["rows"]
+                    if (r["protocol"], r["fraction"], r["metric"]) == ("linear", 0.5, "macro_f1"))
+    assert fewer["draws"] == 2 and fewer["arms"] == original["arms"]
+    assert fewer["differences"] == original["differences"]
+
+
 def test_another_profile_or_sim_seed_is_refused(finished, tmp_path):
     out, _, _ = finished
     with pytest.raises(FolderMismatchError, match="sim_seed: 0 -> 3"):

@@ -50,6 +50,22 @@ def test_label_draws_default_to_one_and_a_protocol_may_set_its_own():
             load_profile({**MADE, "tasks": plane_task(protocols={"linear": {"label_draws": bad}})})
 
 
+def test_more_label_draws_reach_every_protocol_but_one_that_sets_its_own():
+    from ultrassl.benchmark.profile import ProfileError, select
+
+    quick = load_profile("quick")
+    chosen = select(quick, seeds=2, tasks=["plane_detection", "action_recognition"], label_draws=9)
+    for name in ("plane_detection", "action_recognition"):
+        plan = chosen.tasks[name]
+        # the linear probes take the task's draws; the costly fine-tunes keep the one they set
+        assert plan.label_draws == 9 and {p.name: p.label_draws for p in plan.protocols} == {"linear": 9, "finetune": 1}
+    assert chosen.seeds == (0, 1) and chosen.raw == quick.raw  # the folder's identity does not change
+    plain = load_profile({**MADE, "tasks": plane_task(label_draws=3, protocols=["linear", "finetune"])})
+    assert {p.label_draws for p in select(plain, label_draws=2).tasks["plane_detection"].protocols} == {2}
+    with pytest.raises(ProfileError, match="--label-draws: label_draws must be a whole number >= 1"):
+        select(quick, label_draws=0)
+
+
 def test_a_variant_states_only_what_it_changes(tmp_path):
     import yaml
 

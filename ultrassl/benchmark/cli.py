@@ -4,6 +4,7 @@ beyond the noise of the seeds?
     ultrassl benchmark --out runs/benchmark/quick --profile quick --sim-seed 0
     ultrassl benchmark --out runs/bench --profile my_profile.yaml --sim-seed 1 --seeds 5 --tasks plane_detection
     ultrassl benchmark --out runs/benchmark/quick --profile quick --sim-seed 0 --report-only
+    ultrassl benchmark --out runs/benchmark/quick --profile quick --sim-seed 0 --label-draws 9   # more label subsets
     ultrassl benchmark populations runs/bench_s0 runs/bench_s1 runs/bench_s2    # across simulator seeds
 
 Writes ``results.json``, ``results.md`` and ``figures/`` into the output folder, after every
@@ -28,11 +29,11 @@ from ultrassl.benchmark.runner import Runner
 
 def run_benchmark(profile: str | Path | Profile, out: str | Path, sim_seed: int = 0, *, seeds: int | None = None,
                   objectives: Sequence[str] | None = None, tasks: Sequence[str] | None = None,
-                  log: Callable[[str], None] = print, progress: bool = False, report_only: bool = False,
-                  figures: bool = True) -> dict[str, Any]:
+                  label_draws: int | None = None, log: Callable[[str], None] = print, progress: bool = False,
+                  report_only: bool = False, figures: bool = True) -> dict[str, Any]:
     """Run (or resume) a profile into ``out`` and write its report; returns ``results.json``'s content."""
     profile = profile if isinstance(profile, Profile) else load_profile(profile)
-    profile = select(profile, seeds, objectives, tasks)
+    profile = select(profile, seeds, objectives, tasks, label_draws)
     out = Path(out)
     started = time.perf_counter()
     runner = Runner(profile, out, sim_seed, log, progress)
@@ -65,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="demo, quick, full (configs/benchmark/<name>.yaml) or a profile YAML file")
     parser.add_argument("--sim-seed", type=int, default=0, help="the simulator's seed: the data and the pools")
     parser.add_argument("--seeds", type=int, help="run this many seeds (default: the profile's list)")
+    parser.add_argument("--label-draws", type=int,
+                        help="label subsets per seed below 100 %% of the labels (default: the profile's; "
+                             "a protocol that sets its own keeps it)")
     parser.add_argument("--objectives", nargs="+", help="only these objectives of the profile")
     parser.add_argument("--tasks", nargs="+", help="only these tasks of the profile")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the finished runs")
@@ -73,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args)
     try:
         results = run_benchmark(args.profile, args.out, args.sim_seed, seeds=args.seeds, objectives=args.objectives,
-                                tasks=args.tasks, progress=args.progress, report_only=args.report_only,
+                                tasks=args.tasks, label_draws=args.label_draws, progress=args.progress, report_only=args.report_only,
                                 figures=args.figures)
     except (UltrasslError, ArgumentError, ValueError, FileNotFoundError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -465,9 +465,12 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def select(profile: Profile, seeds: int | None = None, objectives: Sequence[str] | None = None,
-           tasks: Sequence[str] | None = None) -> Profile:
+           tasks: Sequence[str] | None = None, label_draws: int | None = None) -> Profile:
     """The profile restricted to its first ``seeds`` seeds (or extended: ``0 .. seeds-1``
-    continue its list), some of its objectives and some of its tasks."""
+    continue its list), some of its objectives and some of its tasks, and with ``label_draws``
+    label subsets per seed below 100 % for every task and every protocol that does not set its
+    own (a draw's subjects do not depend on how many draws are asked, so more draws only add
+    runs to a folder, as more seeds do)."""
     changes: dict[str, Any] = {}
     if seeds is not None:
         if seeds < 1:
@@ -482,4 +485,17 @@ def select(profile: Profile, seeds: int | None = None, objectives: Sequence[str]
         if missing:
             raise ProfileError(f"profile {profile.name!r} has no {key} {missing}; it has {', '.join(known)}")
         changes[key] = {n: known[n] for n in names}
+    if label_draws is not None:
+        count = _draws(label_draws, "--label-draws")
+        changes["tasks"] = {name: replace(plan, label_draws=count, protocols=tuple(
+            p if p.name in _protocols_with_own_draws(profile.raw, name) else replace(p, label_draws=count)
+            for p in plan.protocols)) for name, plan in changes.get("tasks", profile.tasks).items()}
     return replace(profile, **changes)
+
+
+def _protocols_with_own_draws(raw: Mapping[str, Any], task: str) -> set[str]:
+    """The protocols of ``task`` whose ``label_draws`` the profile sets (the rest take the task's)."""
+    listed = ((raw.get("tasks") or {}).get(task) or {}).get("protocols") or {}
+    if not isinstance(listed, Mapping):
+        return set()
+    return {name for name, options in listed.items() if isinstance(options, Mapping) and "label_draws" in options}

@@ -140,10 +140,18 @@ def build_results(profile: Profile, out: str | os.PathLike, sim_seed: int,
         "tasks": {}, "defects": [],
     }
     for plan in profile.tasks.values():
-        entry = task_results(profile, plan, [r for r in records if r.get("task") == plan.name and r["seed"] in seeds])
+        entry = task_results(profile, plan, [r for r in records if r.get("task") == plan.name and r["seed"] in seeds
+                                             and int(r.get("draw", 0)) < draw_limit(plan, r)])
         results["tasks"][plan.name] = entry
         results["defects"] += entry["defects"]
     return results
+
+
+def draw_limit(plan: Any, record: Mapping[str, Any]) -> int:
+    """How many label draws of ``record``'s comparison the profile asks for: as with the seeds,
+    a folder may hold more (run with ``--label-draws``) than a report of fewer shows."""
+    own = {p.name: p.label_draws for p in plan.protocols}
+    return own.get(record.get("protocol"), plan.label_draws) if record.get("kind") == "arm" else plan.label_draws
 
 
 def wall_seconds(records: Iterable[Mapping[str, Any]], out: Path) -> dict[str, float]:
