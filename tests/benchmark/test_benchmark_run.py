@@ -87,7 +87,13 @@ def test_each_seed_averages_its_label_draws_below_100_percent(finished):
             record = json.loads((folder / "random_init" / RECORD).read_text())
             assert record["draw"] == draw
             assert record["budget"]["train_subjects"] == data["label_draws"][seed]["50%"][draw]
-    assert "| 50% (2 draws) | macro_f1 |" in (out / "results.md").read_text()
+    text = (out / "results.md").read_text()
+    assert "| 50% (2 draws) | macro_f1 |" in text
+    # and where the difference's noise comes from: the draws within each seed, or the seeds
+    noise = half["differences"]["order_geometry"]["noise"]
+    assert noise["seeds"] == 2 and noise["draws"] == 2 and noise["draw_sd"] >= 0 and noise["seed_sd"] >= 0
+    assert "Where the noise of the differences comes from (plane_detection)" in text
+    assert "| linear, 50% (2 draws) | macro_f1 | order_geometry |" in text
 
 
 def test_a_baseline_is_computed_once_for_each_set_of_labelled_subjects(finished):

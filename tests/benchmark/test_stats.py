@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ultrassl.benchmark.stats import mean_interval, paired_difference
+from ultrassl.benchmark.stats import mean_interval, noise_split, paired_difference
 
 T_975_2 = 4.302652729911275  # Student t, 97.5 % quantile, 2 degrees of freedom
 T_975_3 = 3.182446305284263
@@ -47,3 +47,25 @@ def test_paired_difference_is_the_interval_of_the_per_seed_differences():
 def test_paired_difference_uses_the_seeds_both_arms_have():
     paired = paired_difference({0: 1.0, 1: 3.0, 2: None, 5: 9.0}, {0: 0.0, 1: 1.0, 2: 0.5, 3: 4.0})
     assert paired.n == 2 and paired.mean == pytest.approx(1.5)
+
+
+def test_noise_split_of_a_known_case_and_the_half_width_it_predicts():
+    # each seed's two draws lie 1 either side of its mean: the draws' variance is 2; the seeds'
+    # means 2, 6 and 3 vary by 13/3, of which the draws put 2 / 2 = 1 there, the seeds 10/3
+    per_draw = {0: {0: 1.0, 1: 3.0}, 1: {0: 5.0, 1: 7.0}, 2: {0: 2.0, 1: 4.0}}
+    split = noise_split(per_draw)
+    assert split.draw_sd == pytest.approx(math.sqrt(2)) and split.seed_sd == pytest.approx(math.sqrt(10 / 3))
+    assert split.draws == 2 and split.seeds == 3
+    # as run, the prediction is the interval of the seeds' means
+    assert split.half_width(2, 3) == pytest.approx(mean_interval([2.0, 6.0, 3.0]).half_width)
+    # infinitely many draws leave the seeds' share; more seeds narrow both
+    assert split.half_width(1e12, 3) == pytest.approx(4.302653 * math.sqrt(10 / 3) / math.sqrt(3), rel=1e-5)
+    assert split.half_width(2, 6) < split.half_width(2, 3)
+
+
+def test_noise_split_where_the_draws_explain_every_difference_between_seeds():
+    split = noise_split({0: {0: 0.0, 1: 2.0}, 1: {0: 1.0, 1: 1.0}, 2: {0: 2.0, 1: 0.0, 2: None}})
+    assert split.seed_sd == 0.0 and split.draw_sd > 0  # all three seeds' means are 1
+    assert noise_split({0: {0: 1.0, 1: 2.0}, 1: {0: 3.0}}) is None  # one seed with two draws
+    with pytest.raises(ValueError, match="2 seeds"):
+        split.half_width(3, 1)

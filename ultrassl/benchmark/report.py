@@ -38,7 +38,16 @@ from ultrassl.atomic import write_text_atomically
 from ultrassl.benchmark.pools import data_folder, fraction_text
 from ultrassl.benchmark.profile import Profile
 from ultrassl.benchmark.runner import BASELINE, RANDOM, RECORD, SUPERVISED
-from ultrassl.benchmark.stats import CONFIDENCE, Interval, finite, mean_interval, paired_difference, verdict
+from ultrassl.benchmark.stats import (
+    CONFIDENCE,
+    Interval,
+    NoiseSplit,
+    finite,
+    mean_interval,
+    noise_split,
+    paired_difference,
+    verdict,
+)
 from ultrassl.benchmark.store import read_json, write_json
 from ultrassl.downstream.tasks import get_task
 
@@ -119,8 +128,14 @@ def difference(arm: Draws, reference: Draws, higher_is_better: bool) -> dict[str
     mine, theirs = paired_by_draw(arm, reference)
     interval = paired_difference(mine, theirs)
     per_seed = {str(s): mine[s] - theirs[s] if s in mine else None for s in sorted(s for s in arm if s in reference)}
-    return {"per_seed": per_seed, **interval.as_dict(), "excludes_zero": interval.excludes(0.0),
-            "verdict": verdict(interval, higher_is_better)}
+    found = {"per_seed": per_seed, **interval.as_dict(), "excludes_zero": interval.excludes(0.0),
+             "verdict": verdict(interval, higher_is_better)}
+    split = noise_split({s: {d: arm[s][d] - reference[s][d] for d in arm[s] if d in reference[s]
+                             and len(finite([arm[s][d], reference[s][d]])) == 2}
+                         for s in arm if s in reference})
+    if split is not None:
+        found["noise"] = split.as_dict()
+    return found
 
 
 def build_results(profile: Profile, out: str | os.PathLike, sim_seed: int,
@@ -393,6 +408,35 @@ def tables(results: Mapping[str, Any], task: str, baseline_name: str | None = No
     return lines
 
 
+def noise_lines(results: Mapping[str, Any], task: str) -> list[str]:
+    """Where the noise of each difference with several label draws per seed comes from (the
+    first metric of each protocol and fraction), and the half-width of its interval that more
+    draws or more seeds would give (:class:`~ultrassl.benchmark.stats.NoiseSplit`)."""
+    entry = results["tasks"][task]
+    seen, lines = set(), []
+    for row in entry["rows"]:
+        if (row["protocol"], row["fraction"]) in seen:
+            continue
+        seen.add((row["protocol"], row["fraction"]))
+        for name, found in row["differences"].items():
+            if not found.get("noise"):
+                continue
+            split = NoiseSplit(**found["noise"])
+            draws, seeds = split.draws, split.seeds
+            lines.append(f"| {row['protocol']}, {labels_text(row)} | {row['metric']} | {name} | {split.draw_sd:.3f} | "
+                         f"{split.seed_sd:.3f} | ±{split.half_width(draws, seeds):.3f} | "
+                         f"±{split.half_width(3 * draws, seeds):.3f} | ±{split.half_width(draws, 2 * seeds):.3f} |")
+    if not lines:
+        return []
+    return [f"Where the noise of the differences comes from ({task}): a draw's difference varies about its "
+            "seed's mean by the draws' sd (which labelled subjects a draw holds), and the seeds' means by the "
+            "seeds' sd beyond what the draws put into them. From these, the interval's half-width as run, with "
+            "three times the label draws (`--label-draws`) and with twice the seeds (`--seeds`):", "",
+            "| labels | metric | objective − random init | draws' sd | seeds' sd | half-width as run "
+            "| 3 x the draws | 2 x the seeds |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |", *lines, ""]
+
+
 def format_markdown(results: Mapping[str, Any], baseline_names: Mapping[str, str | None] | None = None) -> str:
     """``results.md``."""
     machine_ = results["machine"]
@@ -430,6 +474,7 @@ def format_markdown(results: Mapping[str, Any], baseline_names: Mapping[str, str
         if entry["reference_note"]:
             lines += [entry["reference_note"], ""]
         lines += tables(results, task, (baseline_names or {}).get(task))
+        lines += noise_lines(results, task)
         for block in entry["per_class"]:
             arms = [a for a in entry["arms"] if any(a in by_arm for by_arm in block["classes"].values())]
             lines += [f"Per-class F1, {block['protocol']}, {fraction_text(block['fraction'])} of the labels:", "",

@@ -75,3 +75,49 @@ def verdict(interval: Interval, higher_is_better: bool) -> str:
     if not interval.excludes(0.0):
         return "within noise"
     return "better" if (interval.mean > 0) == higher_is_better else "worse"
+
+
+@dataclass(frozen=True)
+class NoiseSplit:
+    """Where the spread of a paired difference comes from when every seed was run on several
+    label draws: a one-way random-effects split of the per-draw differences by seed.
+
+    Attributes:
+        draw_sd: standard deviation of one draw's difference about its seed's mean (pooled
+            within seeds): which labelled subjects a draw holds.
+        seed_sd: standard deviation of the seeds' own means (the encoders' and the training's
+            seed), estimated as the seed means' variance less what the draws put into it;
+            0 where the draws explain all of it. More draws cannot remove it, more seeds can.
+        draws: label draws per seed (the mean over the seeds).
+        seeds: seeds.
+    """
+
+    draw_sd: float
+    seed_sd: float
+    draws: float
+    seeds: int
+
+    def half_width(self, draws: float, seeds: int, confidence: float = CONFIDENCE) -> float:
+        """The half-width of the difference's interval this split predicts for ``draws`` label
+        draws per seed and ``seeds`` seeds: ``t * sqrt(seed_sd^2 + draw_sd^2 / draws) / sqrt(seeds)``."""
+        if seeds < 2 or draws <= 0:
+            raise ValueError(f"an interval needs >= 2 seeds and > 0 draws, got {seeds} and {draws}")
+        spread = math.sqrt(self.seed_sd ** 2 + self.draw_sd ** 2 / draws)
+        return float(stats.t.ppf(0.5 + confidence / 2, seeds - 1) * spread / math.sqrt(seeds))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def noise_split(per_draw: Mapping[int, Mapping[int, float | None]]) -> NoiseSplit | None:
+    """The :class:`NoiseSplit` of values ``{seed: {draw: value}}``, from the seeds with at least
+    two finite draws; None where fewer than two seeds have them."""
+    groups = [np.asarray(finite(by_draw.values()), dtype=np.float64) for by_draw in per_draw.values()]
+    groups = [g for g in groups if len(g) >= 2]
+    if len(groups) < 2:
+        return None
+    within = sum(float(((g - g.mean()) ** 2).sum()) for g in groups) / sum(len(g) - 1 for g in groups)
+    means = np.array([g.mean() for g in groups])
+    # the variance of a seed's mean holds the draws' share within / n_s besides the seed's own
+    seed_var = max(float(means.var(ddof=1)) - within * float(np.mean([1.0 / len(g) for g in groups])), 0.0)
+    return NoiseSplit(math.sqrt(within), math.sqrt(seed_var), float(np.mean([len(g) for g in groups])), len(groups))
