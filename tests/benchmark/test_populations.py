@@ -28,7 +28,7 @@ def _difference(mean: float, half: float, higher_is_better: bool = True) -> dict
 
 
 def write_population(folder: Path, sim_seed: int, f1_gain: float, f1_half: float, kld_gain: float = -0.01,
-                     profile: str = "quick", max_steps: int = 300, ceiling: float = 0.6) -> Path:
+                     profile: str = "quick", max_steps: int = 300, ceiling: float = 0.6, label_draws: int = 3) -> Path:
     """A finished report of one population: plane macro-F1 at 20 % and saliency KLD at 20 %."""
     folder.mkdir(parents=True)
     plane_row = {"protocol": "linear", "fraction": 0.2, "metric": "macro_f1", "higher_is_better": True, "draws": 3,
@@ -38,9 +38,10 @@ def write_population(folder: Path, sim_seed: int, f1_gain: float, f1_half: float
     saliency_row = {"protocol": "finetune", "fraction": 0.2, "metric": "kld", "higher_is_better": False, "draws": 1,
                     "arms": {"order_geometry": _interval(1.0 + kld_gain, 0.05), "random_init": _interval(1.0, 0.05)},
                     "differences": {"order_geometry": _difference(kld_gain, 0.005, higher_is_better=False)}}
+    plane_settings = {"max_steps": max_steps, "label_draws": label_draws}
     results = {
         "profile": {"name": profile, "settings": {"name": profile, "seeds": [0, 1, 2, 3, 4],
-                                                  "tasks": {"plane_detection": {"max_steps": max_steps}}}},
+                                                  "tasks": {"plane_detection": plane_settings}}},
         "sim_seed": sim_seed, "seeds": [0, 1, 2, 3, 4], "confidence": 0.95,
         "machine": {"cpu": "Test CPU", "cores": 2},
         "tasks": {"plane_detection": {"rows": [plane_row]}, "saliency": {"rows": [saliency_row]}},
@@ -84,11 +85,12 @@ def test_populations_pool_only_with_those_run_under_the_same_settings(tmp_path):
     folders = [write_population(tmp_path / "a", 1, 0.02, 0.01),
                write_population(tmp_path / "b", 2, 0.04, 0.01),
                write_population(tmp_path / "c", 3, -0.05, 0.01, profile="demo", max_steps=150, ceiling=0.2),
-               write_population(tmp_path / "d", 4, 0.03, 0.01, max_steps=999)]   # quick, edited
+               write_population(tmp_path / "d", 4, 0.03, 0.01, max_steps=999),   # quick, edited
+               write_population(tmp_path / "e", 5, 0.03, 0.01, label_draws=9)]   # quick, measured more closely
     summary = summarize(read_populations(folders), metrics=["macro_f1"])
     assert summary["groups"] == ["quick", "demo", "quick (settings 2)"]
     f1 = _comparison(summary, "macro_f1")
-    assert f1["across"]["quick"]["n"] == 2 and f1["across"]["quick"]["mean"] == pytest.approx(0.03)
+    assert f1["across"]["quick"]["n"] == 3 and f1["across"]["quick"]["mean"] == pytest.approx(0.03)
     assert f1["across"]["demo"]["n"] == 1 and f1["across"]["demo"]["low"] is None
     ceilings = next(a for a in summary["arms"] if a["arm"] == "supervised")["across"]
     assert ceilings["quick"]["mean"] == pytest.approx(0.6) and ceilings["demo"]["mean"] == pytest.approx(0.2)

@@ -18,8 +18,8 @@ metric, objective against random init), gives
 
 Populations are counted once: two folders with the same simulator seed are refused, as are
 folders without a finished report. A population pools only with those run under the same
-profile settings (those recorded in ``results.json``, whatever ``--seeds``, ``--objectives``
-or ``--tasks`` ran of them): a ceiling of 150 steps and one of 1,000 are not one quantity, so
+profile settings (those recorded in ``results.json``, whatever ``--seeds``, ``--objectives``,
+``--tasks`` or label draws ran of them): a ceiling of 150 steps and one of 1,000 are not one quantity, so
 folders of the demo and of the quick profile, or of a profile edited between runs, are
 summarised side by side, each group on its own. The report names each folder's profile,
 finished seeds and machine.
@@ -102,7 +102,17 @@ def _settings_digest(results: Mapping[str, Any]) -> str:
     settings = dict(results["profile"].get("settings") or {})
     for key in ("name", "seeds"):  # the seeds run say how much was run, not how
         settings.pop(key, None)
-    return config_digest(settings)
+    return config_digest(_without_draws(settings))
+
+
+def _without_draws(node: Any) -> Any:
+    """The settings without any ``label_draws``: like the seeds, the label draws per seed say how
+    precisely a population's difference was measured, not what was measured."""
+    if isinstance(node, Mapping):
+        return {k: _without_draws(v) for k, v in node.items() if k != "label_draws"}
+    if isinstance(node, list):
+        return [_without_draws(v) for v in node]
+    return node
 
 
 def profile_groups(populations: Sequence[Population]) -> dict[int, str]:
