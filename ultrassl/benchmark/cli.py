@@ -77,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args)
     try:
         results = run_benchmark(args.profile, args.out, args.sim_seed, seeds=args.seeds, objectives=args.objectives,
-                                tasks=args.tasks, label_draws=args.label_draws, progress=args.progress, report_only=args.report_only,
-                                figures=args.figures)
+                                tasks=args.tasks, label_draws=args.label_draws, progress=args.progress,
+                                report_only=args.report_only, figures=args.figures)
     except (UltrasslError, ArgumentError, ValueError, FileNotFoundError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
