@@ -222,6 +222,40 @@ def test_more_label_draws_add_runs_to_a_finished_folder_and_change_none(finished
     assert fewer["differences"] == original["differences"]
 
 
+def test_more_random_init_networks_add_runs_and_random_init_becomes_their_mean(finished, tmp_path):
+    import shutil
+
+    from ultrassl.benchmark.profile import select
+    from ultrassl.benchmark.report import build_results
+    from ultrassl.benchmark.runner import random_init_seed
+
+    out = tmp_path / "tiny"
+    shutil.copytree(finished[0], out)
+    before = {p: p.read_bytes() for p in (out / "runs").rglob(RECORD)}
+    plain = select(load_profile(TINY), tasks=["plane_detection"])
+    Runner(select(plain, random_inits=2), out, 0, log=lambda _: None).run()
+    assert {p: p.read_bytes() for p in before} == before
+    comparison = out / "runs" / "plane_detection" / "linear" / "50pct" / "seed1_draw1"
+    first, second = (json.loads((comparison / arm / RECORD).read_text()) for arm in ("random_init", "random_init_net1"))
+    assert second["arm"] == "random_init" and second["network"] == 1 and "network" not in first
+    assert first["encoder"]["init_args"]["seed"] == 1 == random_init_seed(1, 0)
+    assert second["encoder"]["init_args"]["seed"] == random_init_seed(1, 1) not in (0, 1)
+    assert second["budget"] == first["budget"]  # another network, the same labels, budget and seed
+    assert not (comparison / "order_geometry_net1").exists()
+
+    def row(profile):
+        rows = build_results(profile, out, 0)["tasks"]["plane_detection"]["rows"]
+        return next(r for r in rows if (r["protocol"], r["fraction"], r["metric"]) == ("linear", 0.5, "macro_f1"))
+
+    both, one = row(select(plain, random_inits=2)), row(plain)
+    assert both["random_inits"] == 2 and one["random_inits"] == 1
+    assert both["arms"]["random_init"]["per_draw"]["1"]["1"] == pytest.approx(
+        (first["metrics"]["macro_f1"] + second["metrics"]["macro_f1"]) / 2)
+    original = next(r for r in finished[1]["tasks"]["plane_detection"]["rows"]
+                    if (r["protocol"], r["fraction"], r["metric"]) == ("linear", 0.5, "macro_f1"))
+    assert one["arms"] == original["arms"] and one["differences"] == original["differences"]
+
+
 def test_another_profile_or_sim_seed_is_refused(finished, tmp_path):
     out, _, _ = finished
     with pytest.raises(FolderMismatchError, match="sim_seed: 0 -> 3"):

@@ -66,6 +66,23 @@ def test_more_label_draws_reach_every_protocol_but_one_that_sets_its_own():
         select(quick, label_draws=0)
 
 
+def test_random_init_networks_are_one_by_default_and_a_protocol_may_set_its_own():
+    from ultrassl.benchmark.profile import ProfileError, select
+
+    plan = load_profile({**MADE, "tasks": plane_task()}).tasks["plane_detection"]
+    assert all(p.random_inits == 1 for p in plan.protocols)
+    plan = load_profile({**MADE, "tasks": plane_task(random_inits=2, protocols={"linear": {}, "finetune": {
+        "random_inits": 1}})}).tasks["plane_detection"]
+    assert {p.name: p.random_inits for p in plan.protocols} == {"linear": 2, "finetune": 1}
+    chosen = select(load_profile({**MADE, "tasks": plane_task(protocols={"linear": {}, "finetune": {
+        "random_inits": 1}})}), random_inits=4)
+    assert {p.name: p.random_inits for p in chosen.tasks["plane_detection"].protocols} == {"linear": 4, "finetune": 1}
+    with pytest.raises(ProfileError, match="protocol 'linear': random_inits must be a whole number >= 1"):
+        load_profile({**MADE, "tasks": plane_task(protocols={"linear": {"random_inits": 0}})})
+    with pytest.raises(ProfileError, match="--random-inits: random_inits must be"):
+        select(load_profile("demo"), random_inits=0)
+
+
 def test_a_variant_states_only_what_it_changes(tmp_path):
     import yaml
 

@@ -191,3 +191,27 @@ def test_a_protocol_with_fewer_draws_than_its_task_is_compared_on_its_own_draws(
     assert rows["linear"]["arms"]["baseline"]["mean"] == pytest.approx(0.2)
     assert rows["finetune"]["arms"]["baseline"]["mean"] == pytest.approx(0.1)
     assert "per_draw" not in rows["finetune"]["arms"]["baseline"]
+
+
+def test_random_init_is_the_mean_of_its_networks_and_a_collapsed_network_is_named():
+    profile = load_profile({**PROFILE, "tasks": {"plane_detection": {
+        **PROFILE["tasks"]["plane_detection"], "protocols": {"linear": {"random_inits": 3}}}}})
+    learned = {"Background": 0.7, "3VV": 0.2, "4CH": 0.1}
+    records = [{**record("order_geometry", s, {"macro_f1": 0.30 + 0.01 * s}), "per_class": learned} for s in range(3)]
+    for s in range(3):
+        for k, value in enumerate((0.10, 0.20, 0.30)):
+            records.append({**record("random_init", s, {"macro_f1": value + 0.01 * s}),
+                            "per_class": {"Background": 0.6, "3VV": 0.0, "4CH": 0.0} if (s, k) == (2, 1) else learned,
+                            **({"network": k} if k else {})})
+    entry = task_results(profile, profile.tasks["plane_detection"], records)
+    row = next(r for r in entry["rows"] if r["metric"] == "macro_f1")
+    assert row["random_inits"] == 3
+    assert row["arms"]["random_init"]["per_seed"] == pytest.approx({"0": 0.20, "1": 0.21, "2": 0.22})
+    assert row["differences"]["order_geometry"]["mean"] == pytest.approx(0.10)
+    # the collapsed second network of seed 2 hides in the mean; the report names it
+    assert [d for d in entry["defects"] if "one class" in d] == [
+        "plane_detection / linear / 100% / random_init network 1, seed 2: predicts one class for every held-out sample"]
+    # the first network alone is the one-network comparison
+    single = task_results(profile, profile.tasks["plane_detection"], [r for r in records if "network" not in r])
+    row = next(r for r in single["rows"] if r["metric"] == "macro_f1")
+    assert row["random_inits"] == 1 and row["differences"]["order_geometry"]["mean"] == pytest.approx(0.20)

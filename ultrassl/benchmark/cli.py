@@ -29,11 +29,11 @@ from ultrassl.benchmark.runner import Runner
 
 def run_benchmark(profile: str | Path | Profile, out: str | Path, sim_seed: int = 0, *, seeds: int | None = None,
                   objectives: Sequence[str] | None = None, tasks: Sequence[str] | None = None,
-                  label_draws: int | None = None, log: Callable[[str], None] = print, progress: bool = False,
+                  label_draws: int | None = None, random_inits: int | None = None, log: Callable[[str], None] = print, progress: bool = False,
                   report_only: bool = False, figures: bool = True) -> dict[str, Any]:
     """Run (or resume) a profile into ``out`` and write its report; returns ``results.json``'s content."""
     profile = profile if isinstance(profile, Profile) else load_profile(profile)
-    profile = select(profile, seeds, objectives, tasks, label_draws)
+    profile = select(profile, seeds, objectives, tasks, label_draws, random_inits)
     out = Path(out)
     started = time.perf_counter()
     runner = Runner(profile, out, sim_seed, log, progress)
@@ -69,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--label-draws", type=int,
                         help="label subsets per seed below 100 %% of the labels (default: the profile's; "
                              "a protocol that sets its own keeps it)")
+    parser.add_argument("--random-inits", type=int,
+                        help="random-init networks averaged per seed and label draw (default: the profile's; "
+                             "a protocol that sets its own keeps it)")
     parser.add_argument("--objectives", nargs="+", help="only these objectives of the profile")
     parser.add_argument("--tasks", nargs="+", help="only these tasks of the profile")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the finished runs")
@@ -77,8 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args)
     try:
         results = run_benchmark(args.profile, args.out, args.sim_seed, seeds=args.seeds, objectives=args.objectives,
-                                tasks=args.tasks, label_draws=args.label_draws, progress=args.progress,
-                                report_only=args.report_only, figures=args.figures)
+                                tasks=args.tasks, label_draws=args.label_draws, random_inits=args.random_inits,
+                                progress=args.progress, report_only=args.report_only, figures=args.figures)
     except (UltrasslError, ArgumentError, ValueError, FileNotFoundError) as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

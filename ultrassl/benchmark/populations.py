@@ -106,10 +106,11 @@ def _settings_digest(results: Mapping[str, Any]) -> str:
 
 
 def _without_draws(node: Any) -> Any:
-    """The settings without any ``label_draws``: like the seeds, the label draws per seed say how
-    precisely a population's difference was measured, not what was measured."""
+    """The settings without any ``label_draws`` or ``random_inits``: like the seeds, the label
+    draws and random-init networks per seed say how precisely a population's difference was
+    measured, not what was measured."""
     if isinstance(node, Mapping):
-        return {k: _without_draws(v) for k, v in node.items() if k != "label_draws"}
+        return {k: _without_draws(v) for k, v in node.items() if k not in ("label_draws", "random_inits")}
     if isinstance(node, list):
         return [_without_draws(v) for v in node]
     return node

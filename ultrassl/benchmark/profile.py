@@ -27,6 +27,7 @@ size, pool sizes, budgets, seeds) lives in the profile, none in the code::
         protocols: [linear, finetune]   # or {linear: {fractions: [0.2]}, finetune: {overrides: {...}}}
         fractions: [0.05, 0.2, 1.0]
         label_draws: 3                  # label subsets per seed below 100 % (a protocol may set its own)
+        random_inits: 3                 # random-init networks per seed and draw, averaged (the same)
         max_steps: 100
         batch_size: 16
         ceiling: {max_steps: 1000}      # the ceiling's own budget (default: the fine-tune's)
@@ -39,6 +40,10 @@ labelled subject with the task's fine-tune budget, or the ``ceiling`` budget whe
 sets one: the ceiling) and ``baseline`` (the task's model-free baseline). Every comparison of
 a pretrained arm with random init shares one budget; the ceiling is no such comparison (it
 shows what the labels allow), so a task may give it more steps than its fine-tunes.
+
+``random_inits`` (default 1) runs the random-init arm of a protocol on that many networks per
+seed and label draw (the first with the seed's own weights, as with one) and compares each
+objective with their mean; a protocol may set its own, as with ``label_draws``.
 
 A protocol may add ``overrides`` of its own, after the task's, to its runs only: training
 augmentation that a fine-tune needs but a linear probe's frozen features should not see
@@ -89,7 +94,7 @@ SIMULATORS = ("fetal_sweep", "motion")
 #: a profile's named collections: a variant drops an entry by setting it to null (``base``)
 NAMED = ("domains", "objectives", "tasks")
 #: what a task's protocol may set (``protocols: {finetune: {...}}``)
-PROTOCOL_KEYS = ("fractions", "max_steps", "batch_size", "label_draws", "overrides")
+PROTOCOL_KEYS = ("fractions", "max_steps", "batch_size", "label_draws", "random_inits", "overrides")
 #: Trainer options the benchmark sets itself (budgets, run folders, output): not a profile's
 BENCHMARK_TRAINER_OPTIONS = ("max_steps", "max_epochs", "default_root_dir", "enable_progress_bar",
                              "enable_model_summary")
@@ -155,7 +160,9 @@ class Objective:
 @dataclass(frozen=True)
 class Protocol:
     """A training protocol of a task: the label fractions it is run at, its budget, and
-    how many label subsets it is run on per seed below 100 % (``label_draws``)."""
+    how many label subsets it is run on per seed below 100 % (``label_draws``), and over how
+    many random-init networks the random-init arm of each seed and draw is averaged
+    (``random_inits``)."""
 
     name: str
     fractions: tuple[float, ...]
@@ -163,6 +170,7 @@ class Protocol:
     batch_size: int
     label_draws: int = 1
     overrides: dict[str, Any] = field(default_factory=dict)
+    random_inits: int = 1
 
 
 @dataclass(frozen=True)
@@ -349,6 +357,7 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
         fractions = tuple(float(f) for f in node.get("fractions") or (1.0,))
         max_steps, batch_size = int(need(node, "max_steps", context)), int(need(node, "batch_size", context))
         label_draws = _draws(node.get("label_draws", 1), f"{where}: {context}")
+        random_inits = _draws(node.get("random_inits", 1), f"{where}: {context}", "random_inits")
         listed = node.get("protocols") or task.default_protocols
         listed = {p: {} for p in listed} if isinstance(listed, (list, tuple)) else dict(listed)
         protocols = []
@@ -362,11 +371,12 @@ def load_profile(name_or_path: str | os.PathLike | Mapping[str, Any]) -> Profile
                 raise ProfileError(f"{where}: {context}: protocol {protocol!r} takes {', '.join(PROTOCOL_KEYS)}; "
                                    f"got {unknown}")
             own = tuple(float(f) for f in options.get("fractions") or fractions)
+            named = f"{where}: {context}: protocol {protocol!r}"
             protocols.append(Protocol(protocol, own, int(options.get("max_steps", max_steps)),
                                       int(options.get("batch_size", batch_size)),
-                                      _draws(options.get("label_draws", label_draws),
-                                             f"{where}: {context}: protocol {protocol!r}"),
-                                      _overrides(options.get("overrides"), f"{where}: {context}: protocol {protocol!r}")))
+                                      _draws(options.get("label_draws", label_draws), named),
+                                      _overrides(options.get("overrides"), named),
+                                      _draws(options.get("random_inits", random_inits), named, "random_inits")))
         for protocol in protocols:
             if not protocol.fractions or any(not 0 < f <= 1 for f in protocol.fractions):
                 raise ProfileError(f"{where}: {context}: fractions must lie in (0, 1], got {list(protocol.fractions)}")
@@ -453,10 +463,10 @@ def _overrides(value: Any, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _draws(value: Any, where: str) -> int:
-    """A ``label_draws`` setting: a whole number >= 1."""
+def _draws(value: Any, where: str, key: str = "label_draws") -> int:
+    """A ``label_draws`` (or ``random_inits``) setting: a whole number >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ProfileError(f"{where}: label_draws must be a whole number >= 1, got {value!r}")
+        raise ProfileError(f"{where}: {key} must be a whole number >= 1, got {value!r}")
     return value
 
 
@@ -465,12 +475,14 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def select(profile: Profile, seeds: int | None = None, objectives: Sequence[str] | None = None,
-           tasks: Sequence[str] | None = None, label_draws: int | None = None) -> Profile:
+           tasks: Sequence[str] | None = None, label_draws: int | None = None,
+           random_inits: int | None = None) -> Profile:
     """The profile restricted to its first ``seeds`` seeds (or extended: ``0 .. seeds-1``
     continue its list), some of its objectives and some of its tasks, and with ``label_draws``
     label subsets per seed below 100 % for every task and every protocol that does not set its
-    own (a draw's subjects do not depend on how many draws are asked, so more draws only add
-    runs to a folder, as more seeds do)."""
+    own, and ``random_inits`` random-init networks likewise (a draw's subjects and a network's
+    weights do not depend on how many are asked, so more of either only add runs to a folder,
+    as more seeds do)."""
     changes: dict[str, Any] = {}
     if seeds is not None:
         if seeds < 1:
@@ -485,17 +497,19 @@ def select(profile: Profile, seeds: int | None = None, objectives: Sequence[str]
         if missing:
             raise ProfileError(f"profile {profile.name!r} has no {key} {missing}; it has {', '.join(known)}")
         changes[key] = {n: known[n] for n in names}
-    if label_draws is not None:
-        count = _draws(label_draws, "--label-draws")
-        changes["tasks"] = {name: replace(plan, label_draws=count, protocols=tuple(
-            p if p.name in _protocols_with_own_draws(profile.raw, name) else replace(p, label_draws=count)
+    for key, count in (("label_draws", label_draws), ("random_inits", random_inits)):
+        if count is None:
+            continue
+        count = _draws(count, f"--{key.replace('_', '-')}", key)
+        changes["tasks"] = {name: replace(plan, **({key: count} if key == "label_draws" else {}), protocols=tuple(
+            p if p.name in _protocols_setting(profile.raw, name, key) else replace(p, **{key: count})
             for p in plan.protocols)) for name, plan in changes.get("tasks", profile.tasks).items()}
     return replace(profile, **changes)
 
 
-def _protocols_with_own_draws(raw: Mapping[str, Any], task: str) -> set[str]:
-    """The protocols of ``task`` whose ``label_draws`` the profile sets (the rest take the task's)."""
+def _protocols_setting(raw: Mapping[str, Any], task: str, key: str) -> set[str]:
+    """The protocols of ``task`` that set ``key`` themselves (the rest take the task's)."""
     listed = ((raw.get("tasks") or {}).get(task) or {}).get("protocols") or {}
     if not isinstance(listed, Mapping):
         return set()
-    return {name for name, options in listed.items() if isinstance(options, Mapping) and "label_draws" in options}
+    return {name for name, options in listed.items() if isinstance(options, Mapping) and key in options}

@@ -156,10 +156,24 @@ def build_results(profile: Profile, out: str | os.PathLike, sim_seed: int,
     }
     for plan in profile.tasks.values():
         entry = task_results(profile, plan, [r for r in records if r.get("task") == plan.name and r["seed"] in seeds
-                                             and int(r.get("draw", 0)) < draw_limit(plan, r)])
+                                             and int(r.get("draw", 0)) < draw_limit(plan, r)
+                                             and int(r.get("network", 0)) < network_limit(plan, r)])
         results["tasks"][plan.name] = entry
         results["defects"] += entry["defects"]
     return results
+
+
+def mean_of(found: Sequence[Any]) -> Any:
+    """One run's value, or the mean of several runs' ``{name: value}`` (random init's networks):
+    per name over the runs with a finite value (None where none has one)."""
+    if len(found) == 1:
+        return found[0]
+    names = list(dict.fromkeys(k for one in found for k in one))
+    means = {}
+    for name in names:
+        values = finite(one.get(name) for one in found)
+        means[name] = sum(values) / len(values) if values else None
+    return means
 
 
 def draw_limit(plan: Any, record: Mapping[str, Any]) -> int:
@@ -167,6 +181,12 @@ def draw_limit(plan: Any, record: Mapping[str, Any]) -> int:
     a folder may hold more (run with ``--label-draws``) than a report of fewer shows."""
     own = {p.name: p.label_draws for p in plan.protocols}
     return own.get(record.get("protocol"), plan.label_draws) if record.get("kind") == "arm" else plan.label_draws
+
+
+def network_limit(plan: Any, record: Mapping[str, Any]) -> int:
+    """How many random-init networks of ``record``'s comparison the profile asks for."""
+    own = {p.name: p.random_inits for p in plan.protocols}
+    return own.get(record.get("protocol"), 1) if record.get("kind") == "arm" else 1
 
 
 def wall_seconds(records: Iterable[Mapping[str, Any]], out: Path) -> dict[str, float]:
@@ -200,10 +220,11 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
     fractions = {p.name: list(p.fractions) for p in plan.protocols}
     fractions.update({p: list(plan.fractions) for p in task.encoder_protocols})
 
-    def values(protocol: str, fraction: float, arm: str, key: str = "metrics") -> dict[int, dict[int, Any]]:
-        """``{seed: {label draw: metrics}}`` of one arm in one comparison (the ceiling and the
-        baseline stand beside every fraction's arms: the ceiling's labels are all of them)."""
-        found = {}
+    def runs(protocol: str, fraction: float, arm: str, key: str = "metrics") -> dict[int, dict[int, list[Any]]]:
+        """``{seed: {label draw: [metrics of each random-init network]}}`` of one arm in one
+        comparison (the ceiling and the baseline stand beside every fraction's arms: the
+        ceiling's labels are all of them); one network for every arm but random init."""
+        found: dict[int, dict[int, list[Any]]] = {}
         for r in records:
             if r["arm"] != arm:
                 continue
@@ -214,8 +235,13 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
             else:
                 match = r.get("protocol") == protocol and r["fraction"] == fraction
             if match and r.get(key) is not None:
-                found.setdefault(int(r["seed"]), {})[int(r.get("draw", 0))] = r[key]
+                found.setdefault(int(r["seed"]), {}).setdefault(int(r.get("draw", 0)), []).append(r[key])
         return found
+
+    def values(protocol: str, fraction: float, arm: str, key: str = "metrics") -> dict[int, dict[int, Any]]:
+        """``{seed: {label draw: metrics}}``, random init's the mean over its networks."""
+        return {s: {d: mean_of(found) for d, found in by_draw.items()}
+                for s, by_draw in runs(protocol, fraction, arm, key).items()}
 
     rows, per_class, budgets, defects = [], [], [], []
     for protocol in protocols:
@@ -232,13 +258,16 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
             metric_names = list(dict.fromkeys(m for arm in arms for seed in by_arm[arm].values()
                                               for draw in seed.values() for m in draw))
             draws = max([len(seed) for arm in (compared or arms) for seed in by_arm[arm].values()] or [1])
+            networks = max([len(found) for seed in runs(protocol, fraction, RANDOM).values()
+                            for found in seed.values()] or [1])
             for metric in metric_names:
                 higher = task.higher_is_better(metric)
                 per_arm = {arm: {s: {d: m.get(metric) for d, m in by_draw.items() if metric in m}
                                  for s, by_draw in by_arm[arm].items()} for arm in arms}
                 per_arm = {arm: {s: v for s, v in by_seed.items() if v} for arm, by_seed in per_arm.items()}
                 row = {"protocol": protocol, "fraction": fraction, "metric": metric, "higher_is_better": higher,
-                       "draws": draws, "arms": {arm: summary(v) for arm, v in per_arm.items() if v},
+                       "draws": draws, "random_inits": networks,
+                       "arms": {arm: summary(v) for arm, v in per_arm.items() if v},
                        "differences": {}}
                 if per_arm.get(RANDOM):
                     for name in objectives:
@@ -254,6 +283,12 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
                                       for s, by_draw in classes[arm].items()}) for arm in arms if classes[arm]}
                     for c in names}})
             budgets += budget_checks(plan.name, protocol, fraction, records, objectives + [RANDOM])
+            if networks > 1:  # a collapsed network would hide in random init's mean
+                defects += [f"{plan.name} / {protocol} / {fraction_text(fraction)} / {RANDOM} network {k}, "
+                            f"{_run_text(seed, draw)}: predicts one class for every held-out sample"
+                            for seed, by_draw in runs(protocol, fraction, RANDOM, "per_class").items()
+                            for draw, found in by_draw.items() for k, scores in enumerate(found)
+                            if len(scores) > 2 and sum(v > 0 for v in finite(scores.values())) <= 1]
     defects += [f"{plan.name} / {b['protocol']} / {fraction_text(b['fraction'])} / {_run_text(b['seed'], b['draw'])}: "
                 f"the arms' budgets differ in {', '.join(b['differs_in'])}" for b in budgets if not b["equal"]]
     collapsed = collapsed_runs(per_class)
@@ -360,8 +395,9 @@ def interval_text(entry: Mapping[str, Any] | Interval | None, signed: bool = Fal
 def labels_text(row: Mapping[str, Any]) -> str:
     """The labels cell of a table row: ``20%``, or ``20% (3 draws)`` where each seed's value
     averages several label draws."""
-    draws = int(row.get("draws", 1))
-    return fraction_text(row["fraction"]) + (f" ({draws} draws)" if draws > 1 else "")
+    draws, networks = int(row.get("draws", 1)), int(row.get("random_inits", 1))
+    notes = ([f"{draws} draws"] if draws > 1 else []) + ([f"random init over {networks} networks"] if networks > 1 else [])
+    return fraction_text(row["fraction"]) + (f" ({', '.join(notes)})" if notes else "")
 
 
 def arm_title(arm: str, baseline_name: str | None = None) -> str:

@@ -16,7 +16,9 @@ For each seed of the profile:
    manifest and one seed; the task's model-free baseline (``Task.baseline``) on the same
    labels; and the task's encoder protocols (kNN retrieval) for every encoder, the ceiling's
    among them. Below 100 % of the labels each of these runs once per label draw of the seed
-   (the profile's ``label_draws``), every arm on the same draws.
+   (the profile's ``label_draws``), every arm on the same draws. Random init may run several
+   networks per seed and draw (the protocol's ``random_inits``), which the report averages:
+   a random network's features vary with its weights more than a pretrained one's do.
 
 Every finished unit leaves a record (:mod:`ultrassl.benchmark.store`); a rerun skips it.
 Two units with the same resolved arm config (random init fine-tuned on 100 % of the labels
@@ -35,6 +37,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ultrassl.benchmark.pools import DomainData, data_folder, draw_tag, fraction_tag, simulate_domain, write_manifests
 from ultrassl.benchmark.profile import Domain, Objective, Profile, TaskPlan
@@ -244,6 +248,18 @@ class Runner:
     def random_encoder(self, domain: Domain, seed: int) -> RandomEncoder:
         return RandomEncoder(domain.backbone["name"], domain.backbone["kwargs"], domain.in_channels, seed=seed)
 
+    def with_random_inits(self, encoders: Mapping[str, EncoderSpec], plan: TaskPlan, seed: int,
+                          inits: int) -> list[tuple[str, EncoderSpec, int]]:
+        """(arm, encoder, init) of a comparison's runs: each encoder once, random init ``inits``
+        times, each time another network (:func:`random_init_seed`)."""
+        found = []
+        for name, encoder in encoders.items():
+            found.append((name, encoder, 0))
+            if name == RANDOM:
+                domain = self.profile.domains[plan.domain]
+                found += [(name, self.random_encoder(domain, random_init_seed(seed, k)), k) for k in range(1, inits)]
+        return found
+
     def arm_cfg(self, plan: TaskPlan, encoder: EncoderSpec, protocol: str, seed: int, fraction: float,
                 max_steps: int | None, batch_size: int, draw: int = 0,
                 own_overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -286,13 +302,14 @@ class Runner:
         for protocol in plan.protocols:
             for fraction in protocol.fractions:
                 for draw in range(data.draws(fraction, protocol.label_draws)):
-                    for name, encoder in encoders.items():
+                    for name, encoder, init in self.with_random_inits(encoders, plan, seed, protocol.random_inits):
                         cfg = self.arm_cfg(plan, encoder, protocol.name, seed, fraction, protocol.max_steps,
                                            protocol.batch_size, draw, own_overrides=protocol.overrides)
                         self.train_and_score(task, cfg, root / protocol.name / fraction_tag(fraction)
-                                             / f"seed{seed}{draw_tag(draw)}" / name,
+                                             / f"seed{seed}{draw_tag(draw)}" / f"{name}{init_tag(init)}",
                                              {"task": plan.name, "protocol": protocol.name, "fraction": fraction,
-                                              "seed": seed, "draw": draw, "arm": name},
+                                              "seed": seed, "draw": draw, "arm": name,
+                                              **({"network": init} if init else {})},
                                              save_model=self.profile.save_models)
         first = plan.protocols[0]
         scored = dict(encoders)  # the encoder protocols score the ceiling's encoder too
@@ -419,8 +436,23 @@ class Runner:
     @staticmethod
     def _name(keys: Mapping[str, Any]) -> str:
         parts = [keys["task"], keys.get("protocol"), f"{float(keys['fraction']) * 100:g}%", f"seed {keys['seed']}",
-                 f"label draw {keys['draw']}" if keys.get("draw") else None, keys["arm"]]
+                 f"label draw {keys['draw']}" if keys.get("draw") else None,
+                 keys["arm"] + (f" (network {keys['network']})" if keys.get("network") else "")]
         return " / ".join(str(p) for p in parts if p is not None)
+
+
+def random_init_seed(seed: int, init: int) -> int:
+    """The initialisation seed of a seed's random-init network ``init``: the seed itself for the
+    first (a profile with one network per seed runs exactly that one), then a number drawn from
+    (seed, init), far from any seed a profile lists."""
+    if init < 0:
+        raise ValueError(f"a random-init network is numbered from 0, got {init}")
+    return int(seed) if init == 0 else int(np.random.SeedSequence([int(seed), int(init)]).generate_state(1)[0])
+
+
+def init_tag(init: int) -> str:
+    """The suffix of a random-init network's run folder: ``""`` for the first, ``"_net<k>"`` else."""
+    return f"_net{int(init)}" if init else ""
 
 
 def budget_of(cfg: Mapping[str, Any], datamodule: Any, steps_run: int) -> dict[str, Any]:
