@@ -233,7 +233,8 @@ def _captured_runs(profile, tmp_path):
                                                  draws=lambda fraction, wanted: min(wanted, len(labelled[0][fraction])))}
     runs: list[tuple[str, str, str, dict]] = []
     runner.train_and_score = lambda task, cfg, folder, keys, save_model: (
-        runs.append(("train", keys["protocol"], keys["arm"], cfg)) or {})
+        runs.append(("train", keys["protocol"], keys["arm"] + (f"_net{keys['network']}" if keys.get("network") else ""),
+                     cfg)) or {})
     runner.baseline = lambda task, cfg, folder, keys: runs.append(("baseline", "", keys["arm"], cfg))
     runner.score_encoder = lambda protocol, options, cfg, folder, keys: runs.append(("encoder", protocol, keys["arm"], cfg))
     runner.run_task(plan, 0, {})
@@ -291,5 +292,14 @@ def test_the_quick_profiles_sweeps_order_geometry_and_plane_probes_are_the_demos
         for cfg in (runs["demo"][run], runs["quick"][run]):
             cfg["trainer"].pop("max_steps")        # a solved probe takes no steps
         assert runs["quick"][run] == runs["demo"][run]
+    # the quick profile averages random init over three networks, the first the demo's: they
+    # differ in their weights' seed alone
+    first = runs["quick"][("train", "linear", "random_init")]
+    others = [runs["quick"][("train", "linear", f"random_init_net{k}")] for k in (1, 2)]
+    assert ("train", "linear", "random_init_net1") not in runs["demo"]
+    for cfg in others:
+        cfg["trainer"].pop("max_steps")
+    seeds = [cfg["model"]["init_args"]["encoder"]["init_args"].pop("seed") for cfg in (first, *others)]
+    assert seeds[0] == 0 and len(set(seeds)) == 3 and others == [first, first]
     ceiling = runs["quick"][("train", "finetune", "supervised")]
     assert _setting(ceiling, AFFINE) == 0.8 and ceiling["trainer"]["max_steps"] == 1000
