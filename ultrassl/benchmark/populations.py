@@ -19,10 +19,13 @@ metric, objective against random init), gives
 Populations are counted once: two folders with the same simulator seed are refused, as are
 folders without a finished report. A population pools only with those run under the same
 profile settings (those recorded in ``results.json``, whatever ``--seeds``, ``--objectives``,
-``--tasks`` or label draws ran of them): a ceiling of 150 steps and one of 1,000 are not one
+``--tasks``, label draws or random-init networks ran of them): a ceiling of 150 steps and one of 1,000 are not one
 quantity, so folders of the demo and of the quick profile, or of a profile edited between
 runs, are summarised side by side, each group on its own. The report names each folder's profile,
-finished seeds and machine.
+finished seeds and machine. Populations run with the same seeds share random init's networks
+(their weights follow from the seed alone), so the interval over populations holds for those
+networks; a profile that averages several per seed (``random_inits``) takes most of their
+luck out.
 
     ultrassl benchmark populations runs/quick_s97 runs/quick_s131 runs/quick_s173 --metrics macro_f1
     ultrassl benchmark populations runs/*/ --out runs/populations.md    # also writes populations.json
