@@ -220,11 +220,11 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
     fractions = {p.name: list(p.fractions) for p in plan.protocols}
     fractions.update({p: list(plan.fractions) for p in task.encoder_protocols})
 
-    def runs(protocol: str, fraction: float, arm: str, key: str = "metrics") -> dict[int, dict[int, list[Any]]]:
-        """``{seed: {label draw: [metrics of each random-init network]}}`` of one arm in one
-        comparison (the ceiling and the baseline stand beside every fraction's arms: the
-        ceiling's labels are all of them); one network for every arm but random init."""
-        found: dict[int, dict[int, list[Any]]] = {}
+    def runs(protocol: str, fraction: float, arm: str, key: str = "metrics") -> dict[int, dict[int, dict[int, Any]]]:
+        """``{seed: {label draw: {network: metrics}}}`` of one arm in one comparison (the ceiling
+        and the baseline stand beside every fraction's arms: the ceiling's labels are all of
+        them); network 0 alone for every arm but random init."""
+        found: dict[int, dict[int, dict[int, Any]]] = {}
         for r in records:
             if r["arm"] != arm:
                 continue
@@ -235,12 +235,13 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
             else:
                 match = r.get("protocol") == protocol and r["fraction"] == fraction
             if match and r.get(key) is not None:
-                found.setdefault(int(r["seed"]), {}).setdefault(int(r.get("draw", 0)), []).append(r[key])
+                by_network = found.setdefault(int(r["seed"]), {}).setdefault(int(r.get("draw", 0)), {})
+                by_network[int(r.get("network", 0))] = r[key]
         return found
 
     def values(protocol: str, fraction: float, arm: str, key: str = "metrics") -> dict[int, dict[int, Any]]:
         """``{seed: {label draw: metrics}}``, random init's the mean over its networks."""
-        return {s: {d: mean_of(found) for d, found in by_draw.items()}
+        return {s: {d: mean_of(list(found.values())) for d, found in by_draw.items()}
                 for s, by_draw in runs(protocol, fraction, arm, key).items()}
 
     rows, per_class, budgets, defects = [], [], [], []
@@ -287,7 +288,7 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
                 defects += [f"{plan.name} / {protocol} / {fraction_text(fraction)} / {RANDOM} network {k}, "
                             f"{_run_text(seed, draw)}: predicts one class for every held-out sample"
                             for seed, by_draw in runs(protocol, fraction, RANDOM, "per_class").items()
-                            for draw, found in by_draw.items() for k, scores in enumerate(found)
+                            for draw, found in by_draw.items() for k, scores in sorted(found.items())
                             if len(scores) > 2 and sum(v > 0 for v in finite(scores.values())) <= 1]
     defects += [f"{plan.name} / {b['protocol']} / {fraction_text(b['fraction'])} / {_run_text(b['seed'], b['draw'])}: "
                 f"the arms' budgets differ in {', '.join(b['differs_in'])}" for b in budgets if not b["equal"]]
@@ -394,9 +395,10 @@ def interval_text(entry: Mapping[str, Any] | Interval | None, signed: bool = Fal
 
 def labels_text(row: Mapping[str, Any]) -> str:
     """The labels cell of a table row: ``20%``, or ``20% (3 draws)`` where each seed's value
-    averages several label draws."""
+    averages several label draws (and says so where random init averages several networks)."""
     draws, networks = int(row.get("draws", 1)), int(row.get("random_inits", 1))
-    notes = ([f"{draws} draws"] if draws > 1 else []) + ([f"random init over {networks} networks"] if networks > 1 else [])
+    notes = [f"{draws} draws"] if draws > 1 else []
+    notes += [f"random init over {networks} networks"] if networks > 1 else []
     return fraction_text(row["fraction"]) + (f" ({', '.join(notes)})" if notes else "")
 
 
