@@ -29,8 +29,9 @@ from ultrassl.benchmark.runner import Runner
 
 def run_benchmark(profile: str | Path | Profile, out: str | Path, sim_seed: int = 0, *, seeds: int | None = None,
                   objectives: Sequence[str] | None = None, tasks: Sequence[str] | None = None,
-                  label_draws: int | None = None, random_inits: int | None = None, log: Callable[[str], None] = print, progress: bool = False,
-                  report_only: bool = False, figures: bool = True) -> dict[str, Any]:
+                  label_draws: int | None = None, random_inits: int | None = None,
+                  log: Callable[[str], None] = print, progress: bool = False, report_only: bool = False,
+                  figures: bool = True) -> dict[str, Any]:
     """Run (or resume) a profile into ``out`` and write its report; returns ``results.json``'s content."""
     profile = profile if isinstance(profile, Profile) else load_profile(profile)
     profile = select(profile, seeds, objectives, tasks, label_draws, random_inits)

@@ -19,13 +19,13 @@ metric, objective against random init), gives
 Populations are counted once: two folders with the same simulator seed are refused, as are
 folders without a finished report. A population pools only with those run under the same
 profile settings (those recorded in ``results.json``, whatever ``--seeds``, ``--objectives``,
-``--tasks``, label draws or random-init networks ran of them): a ceiling of 150 steps and one of 1,000 are not one
-quantity, so folders of the demo and of the quick profile, or of a profile edited between
-runs, are summarised side by side, each group on its own. The report names each folder's profile,
-finished seeds and machine. Populations run with the same seeds share random init's networks
-(their weights follow from the seed alone), so the interval over populations holds for those
-networks; a profile that averages several per seed (``random_inits``) takes most of their
-luck out.
+``--tasks``, label draws or random-init networks ran of them): a ceiling of 150 steps and one
+of 1,000 are not one quantity, so folders of the demo and of the quick profile, or of a
+profile edited between runs, are summarised side by side, each group on its own. The report
+names each folder's profile, finished seeds and machine. Populations run with the same seeds
+share random init's networks (their weights follow from the seed alone), so the interval over
+populations holds for those networks; a profile that averages several per seed
+(``random_inits``) takes most of their luck out.
 
     ultrassl benchmark populations runs/quick_s97 runs/quick_s131 runs/quick_s173 --metrics macro_f1
     ultrassl benchmark populations runs/*/ --out runs/populations.md    # also writes populations.json
@@ -105,17 +105,17 @@ def _settings_digest(results: Mapping[str, Any]) -> str:
     settings = dict(results["profile"].get("settings") or {})
     for key in ("name", "seeds"):  # the seeds run say how much was run, not how
         settings.pop(key, None)
-    return config_digest(_without_draws(settings))
+    return config_digest(_without_repeats(settings))
 
 
-def _without_draws(node: Any) -> Any:
+def _without_repeats(node: Any) -> Any:
     """The settings without any ``label_draws`` or ``random_inits``: like the seeds, the label
     draws and random-init networks per seed say how precisely a population's difference was
     measured, not what was measured."""
     if isinstance(node, Mapping):
-        return {k: _without_draws(v) for k, v in node.items() if k not in ("label_draws", "random_inits")}
+        return {k: _without_repeats(v) for k, v in node.items() if k not in ("label_draws", "random_inits")}
     if isinstance(node, list):
-        return [_without_draws(v) for v in node]
+        return [_without_repeats(v) for v in node]
     return node
 
 

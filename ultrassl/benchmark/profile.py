@@ -501,7 +501,9 @@ def select(profile: Profile, seeds: int | None = None, objectives: Sequence[str]
         if count is None:
             continue
         count = _draws(count, f"--{key.replace('_', '-')}", key)
-        changes["tasks"] = {name: replace(plan, **({key: count} if key == "label_draws" else {}), protocols=tuple(
+        # a task's own label draws are its baseline's and encoder protocols'; networks are a protocol's alone
+        task_level = {key: count} if key == "label_draws" else {}
+        changes["tasks"] = {name: replace(plan, **task_level, protocols=tuple(
             p if p.name in _protocols_setting(profile.raw, name, key) else replace(p, **{key: count})
             for p in plan.protocols)) for name, plan in changes.get("tasks", profile.tasks).items()}
     return replace(profile, **changes)

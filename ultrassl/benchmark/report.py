@@ -156,8 +156,7 @@ def build_results(profile: Profile, out: str | os.PathLike, sim_seed: int,
     }
     for plan in profile.tasks.values():
         entry = task_results(profile, plan, [r for r in records if r.get("task") == plan.name and r["seed"] in seeds
-                                             and int(r.get("draw", 0)) < draw_limit(plan, r)
-                                             and int(r.get("network", 0)) < network_limit(plan, r)])
+                                             and asked_for(plan, r)])
         results["tasks"][plan.name] = entry
         results["defects"] += entry["defects"]
     return results
@@ -176,17 +175,17 @@ def mean_of(found: Sequence[Any]) -> Any:
     return means
 
 
-def draw_limit(plan: Any, record: Mapping[str, Any]) -> int:
-    """How many label draws of ``record``'s comparison the profile asks for: as with the seeds,
-    a folder may hold more (run with ``--label-draws``) than a report of fewer shows."""
-    own = {p.name: p.label_draws for p in plan.protocols}
-    return own.get(record.get("protocol"), plan.label_draws) if record.get("kind") == "arm" else plan.label_draws
-
-
-def network_limit(plan: Any, record: Mapping[str, Any]) -> int:
-    """How many random-init networks of ``record``'s comparison the profile asks for."""
-    own = {p.name: p.random_inits for p in plan.protocols}
-    return own.get(record.get("protocol"), 1) if record.get("kind") == "arm" else 1
+def asked_for(plan: Any, record: Mapping[str, Any]) -> bool:
+    """Whether the profile asks for ``record``'s label draw and random-init network: as with the
+    seeds, a folder may hold more (run with ``--label-draws`` or ``--random-inits``) than a
+    report of fewer shows. The baseline and the encoder protocols run the task's draws and one
+    network."""
+    protocol = next((p for p in plan.protocols if p.name == record.get("protocol")), None)
+    if record.get("kind") != "arm" or protocol is None:
+        draws, networks = plan.label_draws, 1
+    else:
+        draws, networks = protocol.label_draws, protocol.random_inits
+    return int(record.get("draw", 0)) < draws and int(record.get("network", 0)) < networks
 
 
 def wall_seconds(records: Iterable[Mapping[str, Any]], out: Path) -> dict[str, float]:
@@ -289,7 +288,7 @@ def task_results(profile: Profile, plan: Any, records: list[Mapping[str, Any]]) 
                             f"{_run_text(seed, draw)}: predicts one class for every held-out sample"
                             for seed, by_draw in runs(protocol, fraction, RANDOM, "per_class").items()
                             for draw, found in by_draw.items() for k, scores in sorted(found.items())
-                            if len(scores) > 2 and sum(v > 0 for v in finite(scores.values())) <= 1]
+                            if predicts_one_class(finite(scores.values()))]
     defects += [f"{plan.name} / {b['protocol']} / {fraction_text(b['fraction'])} / {_run_text(b['seed'], b['draw'])}: "
                 f"the arms' budgets differ in {', '.join(b['differs_in'])}" for b in budgets if not b["equal"]]
     collapsed = collapsed_runs(per_class)
@@ -368,9 +367,15 @@ def collapsed_runs(per_class: Iterable[Mapping[str, Any]]) -> list[tuple[str, fl
                         if value is not None and math.isfinite(float(value)):
                             by_run.setdefault((arm, str(seed), str(draw)), []).append(float(value))
         for (arm, seed, draw), scores in sorted(by_run.items()):
-            if len(scores) > 2 and sum(v > 0 for v in scores) <= 1:
+            if predicts_one_class(scores):
                 runs.append((entry["protocol"], entry["fraction"], arm, seed, draw))
     return runs
+
+
+def predicts_one_class(scores: Sequence[float]) -> bool:
+    """Whether a run's per-class F1 says it predicts a single class for every held-out sample
+    (every other class's F1 is 0)."""
+    return len(scores) > 2 and sum(v > 0 for v in scores) <= 1
 
 
 def collapse_defects(task: str, collapsed: Iterable[tuple[str, float, str, str, str]]) -> list[str]:

@@ -249,15 +249,15 @@ class Runner:
         return RandomEncoder(domain.backbone["name"], domain.backbone["kwargs"], domain.in_channels, seed=seed)
 
     def with_random_inits(self, encoders: Mapping[str, EncoderSpec], plan: TaskPlan, seed: int,
-                          inits: int) -> list[tuple[str, EncoderSpec, int]]:
-        """(arm, encoder, init) of a comparison's runs: each encoder once, random init ``inits``
-        times, each time another network (:func:`random_init_seed`)."""
+                          networks: int) -> list[tuple[str, EncoderSpec, int]]:
+        """(arm, encoder, network) of a comparison's runs: each encoder once, random init on
+        ``networks`` networks, each with its own weights (:func:`random_init_seed`)."""
         found = []
         for name, encoder in encoders.items():
             found.append((name, encoder, 0))
             if name == RANDOM:
                 domain = self.profile.domains[plan.domain]
-                found += [(name, self.random_encoder(domain, random_init_seed(seed, k)), k) for k in range(1, inits)]
+                found += [(name, self.random_encoder(domain, random_init_seed(seed, k)), k) for k in range(1, networks)]
         return found
 
     def arm_cfg(self, plan: TaskPlan, encoder: EncoderSpec, protocol: str, seed: int, fraction: float,
@@ -302,14 +302,14 @@ class Runner:
         for protocol in plan.protocols:
             for fraction in protocol.fractions:
                 for draw in range(data.draws(fraction, protocol.label_draws)):
-                    for name, encoder, init in self.with_random_inits(encoders, plan, seed, protocol.random_inits):
+                    for name, encoder, network in self.with_random_inits(encoders, plan, seed, protocol.random_inits):
                         cfg = self.arm_cfg(plan, encoder, protocol.name, seed, fraction, protocol.max_steps,
                                            protocol.batch_size, draw, own_overrides=protocol.overrides)
                         self.train_and_score(task, cfg, root / protocol.name / fraction_tag(fraction)
-                                             / f"seed{seed}{draw_tag(draw)}" / f"{name}{init_tag(init)}",
+                                             / f"seed{seed}{draw_tag(draw)}" / f"{name}{network_tag(network)}",
                                              {"task": plan.name, "protocol": protocol.name, "fraction": fraction,
                                               "seed": seed, "draw": draw, "arm": name,
-                                              **({"network": init} if init else {})},
+                                              **({"network": network} if network else {})},
                                              save_model=self.profile.save_models)
         first = plan.protocols[0]
         scored = dict(encoders)  # the encoder protocols score the ceiling's encoder too
@@ -441,18 +441,18 @@ class Runner:
         return " / ".join(str(p) for p in parts if p is not None)
 
 
-def random_init_seed(seed: int, init: int) -> int:
-    """The initialisation seed of a seed's random-init network ``init``: the seed itself for the
-    first (a profile with one network per seed runs exactly that one), then a number drawn from
-    (seed, init), far from any seed a profile lists."""
-    if init < 0:
-        raise ValueError(f"a random-init network is numbered from 0, got {init}")
-    return int(seed) if init == 0 else int(np.random.SeedSequence([int(seed), int(init)]).generate_state(1)[0])
+def random_init_seed(seed: int, network: int) -> int:
+    """The initialisation seed of a seed's random-init network ``network``: the seed itself for
+    the first (a profile with one network per seed runs exactly that one), then a number drawn
+    from (seed, network), far from any seed a profile lists."""
+    if network < 0:
+        raise ValueError(f"a random-init network is numbered from 0, got {network}")
+    return int(seed) if network == 0 else int(np.random.SeedSequence([int(seed), int(network)]).generate_state(1)[0])
 
 
-def init_tag(init: int) -> str:
+def network_tag(network: int) -> str:
     """The suffix of a random-init network's run folder: ``""`` for the first, ``"_net<k>"`` else."""
-    return f"_net{int(init)}" if init else ""
+    return f"_net{int(network)}" if network else ""
 
 
 def budget_of(cfg: Mapping[str, Any], datamodule: Any, steps_run: int) -> dict[str, Any]:
